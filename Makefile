@@ -1,0 +1,28 @@
+# Two commands for a fresh clone: `make compile` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: compile test bench venv clean-venv
+
+# Re-installs only when the pinned dependencies change.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==24.3.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $@
+
+venv: $(STAMP)
+
+compile: $(STAMP)
+	$(BIN)/kapitan compile
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m airflow_gitops.bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,28 @@
+// `airflow db migrate` as a plain Job (no Helm hook). Its name carries a hash of the image and
+// Airflow version: a new image gives a new Job that runs once, the same image never re-runs it,
+// and a Job's immutable pod template is never patched in place. No TTL: a Job deleted after it
+// finished would be re-created by the GitOps engine and run again.
+local a = import 'airflow.libsonnet';
+local k = import 'k8s.libsonnet';
+local kap = import 'lib/kapitan.libjsonnet';
+
+local p = a.params;
+local name = 'airflow-db-migrate-' + std.substr(kap.sha256(a.image + '|' + p.version), 0, 10);
+
+local container =
+  a.container('db-migrate', ['db', 'migrate'], p.migrations.resources)
+  + k.container.withVolumeMounts(a.baseMounts);
+
+local pod =
+  k.podSpec.new([container], 'airflow-migrations')
+  + k.podSpec.withVolumes(a.baseVolumes)
+  + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
+  + k.podSpec.withImagePullSecrets(p.image.pull_secrets);
+
+k.files([
+  k.job.new(name, a.namespace, pod)
+  + k.job.withBackoffLimit(p.migrations.backoff_limit)
+  + k.job.withLabels(a.labels('db-migrations'))
+  + k.job.withPodLabels(a.labels('db-migrations')),
+  k.serviceAccount.new('airflow-migrations', a.namespace) + k.serviceAccount.withLabels(a.labels('db-migrations')),
+])

@@ -1,0 +1,47 @@
+// Bundled PostgreSQL for environments without a managed database: a StatefulSet whose data
+// lives on a PersistentVolumeClaim, so a restart never loses the metadata database.
+local a = import 'airflow.libsonnet';
+local k = import 'k8s.libsonnet';
+
+local p = a.params;
+local db = p.database.bundled;
+local name = a.names.postgres;
+local uid = 999;  // the postgres user of the official Debian-based image
+
+local container =
+  k.container.new('postgres', '%s:%s' % [db.image.repository, db.image.tag], p.image.pull_policy)
+  + k.container.withEnv([
+    k.container.envValue('POSTGRES_USER', db.user),
+    k.container.envValue('POSTGRES_DB', db.database),
+    k.container.envSecret('POSTGRES_PASSWORD', a.names.metadataDb, 'password'),
+    k.container.envValue('PGDATA', '/var/lib/postgresql/data/pgdata'),
+  ])
+  + k.container.withPorts([k.container.containerPort('postgres', 5432)])
+  + k.container.withProbes(
+    readiness=k.probe.exec(['pg_isready', '-U', db.user, '-d', db.database, '-h', '127.0.0.1'], periodSeconds=10, timeoutSeconds=5, failureThreshold=6),
+    liveness=k.probe.exec(['pg_isready', '-U', db.user, '-d', db.database, '-h', '127.0.0.1'], periodSeconds=30, timeoutSeconds=5, failureThreshold=6),
+  )
+  + k.container.withVolumeMounts([
+    k.container.mount('data', '/var/lib/postgresql/data'),
+    k.container.mount('run', '/var/run/postgresql'),
+    k.container.mount('tmp', '/tmp'),
+  ])
+  + k.container.withResources(db.resources)
+  + k.container.withRestrictedSecurityContext(uid, uid, true);
+
+local pod =
+  k.podSpec.new([container], name)
+  + k.podSpec.withVolumes([k.volume.emptyDir('run'), k.volume.emptyDir('tmp')])
+  + k.podSpec.withSecurityContext(uid, uid, uid)
+  + k.podSpec.withTerminationGracePeriod(60);
+
+k.files([
+  k.statefulSet.new(name, a.namespace, 1, a.selectorLabels('postgres'), pod)
+  + k.statefulSet.withServiceName(name)
+  + k.statefulSet.withVolumeClaimTemplate('data', db.storage_size, db.storage_class)
+  + k.statefulSet.withLabels(a.labels('postgres'))
+  + k.statefulSet.withPodLabels(a.labels('postgres')),
+  k.service.new(name, a.namespace, a.selectorLabels('postgres'), [k.service.port('postgres', 5432)])
+  + k.service.withLabels(a.labels('postgres')),
+  k.serviceAccount.new(name, a.namespace) + k.serviceAccount.withLabels(a.labels('postgres')),
+])

@@ -1,0 +1,14 @@
+// Shared volumes: task logs and DAGs on ReadWriteMany claims, when those modes are chosen.
+local a = import 'airflow.libsonnet';
+local k = import 'k8s.libsonnet';
+
+local p = a.params;
+
+k.files([
+  if p.logs.persistence == 'pvc' then
+    k.pvc.new(a.names.logsPvc, a.namespace, p.logs.pvc.size, ['ReadWriteMany'], p.logs.pvc.storage_class)
+    + k.pvc.withLabels(a.labels('logs')),
+  if p.dags.mode == 'pvc' && p.dags.pvc.create then
+    k.pvc.new(p.dags.pvc.claim_name, a.namespace, p.dags.pvc.size, ['ReadWriteMany'], p.dags.pvc.storage_class)
+    + k.pvc.withLabels(a.labels('dags')),
+])

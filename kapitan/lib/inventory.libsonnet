@@ -1,0 +1,110 @@
+// The one way components read the inventory: parameters checked against
+// kapitan/schemas/airflow.schema.json first, so that a plain `kapitan compile` refuses a bad
+// inventory with a message naming the target file, the key and what is allowed.
+local kap = import 'lib/kapitan.libjsonnet';
+local schema = import 'kapitan/schemas/airflow.schema.json';
+
+local inventory = kap.inventory();
+local parameters = inventory.parameters;
+local target = parameters.kapitan.vars.target;
+local targetFile = 'inventory/targets/%s.yml' % target;
+
+// Top-level parameter keys a target may carry; anything else is a typo (`airflw:`).
+local knownTopLevel = ['airflow', 'kapitan', 'target_name'];
+
+// Keys of airflow.cfg that are derived from first-class parameters or hold secrets.
+local reservedConfig = {
+  core: {
+    executor: 'set parameters.airflow.executor instead',
+    dags_folder: 'it follows parameters.airflow.dags.mode',
+    execution_api_server_url: 'it points at this environment\'s api-server Service',
+    fernet_key: 'secrets are generated as Kapitan refs, never written in the inventory',
+  },
+  database: { sql_alchemy_conn: 'set parameters.airflow.database instead; secrets never go in the inventory' },
+  api: { secret_key: 'secrets are generated as Kapitan refs, never written in the inventory' },
+  api_auth: { jwt_secret: 'secrets are generated as Kapitan refs, never written in the inventory' },
+  kubernetes_executor: {
+    namespace: 'it is parameters.airflow.namespace',
+    pod_template_file: 'the pod template is generated from parameters.airflow.workers',
+  },
+  logging: { base_log_folder: 'logs are mounted at /opt/airflow/logs' },
+};
+
+local lines(s) = std.split(s, '\n');
+
+// "On instance['dags']['git_sync']['period']:" -> ['dags', 'git_sync', 'period']
+local instancePath(reason) =
+  local found = [l for l in lines(reason) if std.startsWith(l, 'On instance')];
+  local raw = if found == [] then '' else std.stripChars(std.substr(found[0], 11, std.length(found[0])), ':');
+  local bracketed = std.strReplace(std.strReplace(raw, "['", '['), "']", ']');
+  if std.length(bracketed) < 2 then []
+  else std.split(std.substr(bracketed, 1, std.length(bracketed) - 2), '][');
+
+local resolve(node) =
+  if std.isObject(node) && std.objectHas(node, '$ref') then
+    local path = std.split(std.substr(node['$ref'], 2, std.length(node['$ref']) - 2), '/');
+    resolve(std.foldl(function(n, k) n[k], path, schema)) + { [k]: node[k] for k in std.objectFields(node) if k != '$ref' }
+  else node;
+
+local child(node, key) =
+  local n = resolve(node);
+  if std.objectHas(n, 'properties') && std.objectHas(n.properties, key) then n.properties[key]
+  else if std.objectHas(n, 'additionalProperties') && std.isObject(n.additionalProperties) then n.additionalProperties
+  else if std.objectHas(n, 'items') then n.items
+  else {};
+
+local schemaAt(path) = resolve(std.foldl(child, path, schema));
+
+local friendly(message) =
+  local types = {
+    integer: 'an integer', string: 'a string', boolean: 'a boolean (true or false)',
+    object: 'a mapping of keys to values', array: 'a list', number: 'a number',
+  };
+  std.foldl(
+    function(m, t) std.strReplace(m, "is not of type '%s'" % t, 'is not %s' % types[t]),
+    std.objectFields(types),
+    message
+  );
+
+local describe(reason) =
+  local path = instancePath(reason);
+  local node = schemaAt(path);
+  local message = friendly(lines(reason)[0]);
+  local unexpected = std.length(std.findSubstr('properties are not allowed', message)) > 0;
+  local hint =
+    if unexpected && std.objectHas(node, 'properties') then
+      ' (allowed keys: %s)' % std.join(', ', std.objectFields(node.properties))
+    else if std.objectHas(node, 'enum') then ''
+    else if std.objectHas(node, 'description') then ' (expected %s)' % node.description
+    else '';
+  '%s: %s: %s%s' % [targetFile, std.join('.', ['parameters', 'airflow'] + path), message, hint];
+
+local unknownTopLevel = [k for k in std.objectFields(parameters) if !std.startsWith(k, '_') && !std.member(knownTopLevel, k)];
+
+local reservedErrors = [
+  '%s: parameters.airflow.config.%s.%s: cannot be set here: %s' % [targetFile, section, key, reservedConfig[section][key]]
+  for section in std.objectFields(reservedConfig)
+  if std.objectHas(parameters, 'airflow') && std.isObject(parameters.airflow) && std.objectHas(parameters.airflow, 'config')
+     && std.isObject(parameters.airflow.config) && std.objectHas(parameters.airflow.config, section)
+     && std.isObject(parameters.airflow.config[section])
+  for key in std.objectFields(reservedConfig[section])
+  if std.objectHas(parameters.airflow.config[section], key)
+];
+
+local checked =
+  if unknownTopLevel != [] then
+    error '%s: parameters.%s: unknown key (allowed keys: %s)' % [targetFile, unknownTopLevel[0], std.join(', ', knownTopLevel)]
+  else if !std.objectHas(parameters, 'airflow') then
+    error '%s: parameters.airflow is missing: include the class airflow.defaults' % targetFile
+  else
+    local result = kap.jsonschema(parameters.airflow, schema);
+    if !result.valid then error 'invalid inventory: ' + describe(result.reason)
+    else if reservedErrors != [] then error 'invalid inventory: ' + reservedErrors[0]
+    else parameters.airflow;
+
+{
+  target: target,
+  targetFile: targetFile,
+  // Validated parameters.airflow; reading it fails the compile on a bad inventory.
+  airflow: checked,
+}
