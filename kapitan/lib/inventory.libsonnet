@@ -69,12 +69,18 @@ local friendly(message) =
 local describe(reason) =
   local path = instancePath(reason);
   local node = schemaAt(path);
-  local message = friendly(lines(reason)[0]);
+  local first = lines(reason)[0];
+  local patternAt = std.findSubstr(' does not match ', first);
+  // A regular expression means little to a reader: say what is expected instead.
+  local message =
+    if patternAt != [] && std.objectHas(node, 'description') then
+      '%s is not %s' % [std.substr(first, 0, patternAt[0]), node.description]
+    else friendly(first);
   local unexpected = std.length(std.findSubstr('properties are not allowed', message)) > 0;
   local hint =
     if unexpected && std.objectHas(node, 'properties') then
       ' (allowed keys: %s)' % std.join(', ', std.objectFields(node.properties))
-    else if std.objectHas(node, 'enum') then ''
+    else if std.objectHas(node, 'enum') || patternAt != [] then ''
     else if std.objectHas(node, 'description') then ' (expected %s)' % node.description
     else '';
   '%s: %s: %s%s' % [targetFile, std.join('.', ['parameters', 'airflow'] + path), message, hint];

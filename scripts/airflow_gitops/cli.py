@@ -1,0 +1,80 @@
+"""`airflow-gitops`: a thin command line over the library. Argument parsing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from . import airflow_checks, inventory
+from .airflow_env import ensure_airflow
+from .errors import AirflowGitopsError
+from .kapitan_runner import compile_targets
+from .repo import find_root
+
+
+def _compile(args: argparse.Namespace) -> int:
+    root = find_root()
+    compile_targets(root, targets=args.target or None)
+    print(f"compiled {', '.join(args.target) if args.target else 'every environment'} into compiled/")
+    return 0
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    params = inventory.airflow_parameters(find_root(), args.target)
+    sys.stdout.write(yaml.safe_dump(params, sort_keys=True))
+    return 0
+
+
+def _check_airflow(args: argparse.Namespace) -> int:
+    root = find_root()
+    targets = args.target or inventory.list_targets(root)
+    for target in targets:
+        version = inventory.airflow_parameters(root, target)["version"]
+        env = ensure_airflow(root, version)
+        manifests = root / "compiled" / target / "manifests"
+        cfg = airflow_checks.extract_configmap_file(manifests / "configmap-airflow-config.yaml", "airflow.cfg")
+        report = airflow_checks.check_airflow_cfg(env, cfg, f"compiled/{target}: airflow.cfg")
+        for note in report.notes:
+            print(f"{target}: note: {note}")
+        template = manifests / "configmap-airflow-pod-template.yaml"
+        if template.exists():
+            text = airflow_checks.extract_configmap_file(template, "pod_template.yaml")
+            airflow_checks.check_pod_template(env, text, f"compiled/{target}: pod_template.yaml")
+        print(f"{target}: airflow.cfg and pod template accepted by Apache Airflow {version}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile environments with kapitan; clear errors for a bad inventory")
+    p.add_argument("--target", action="append", help="environment to compile (repeatable); default: all")
+    p.set_defaults(func=_compile)
+
+    p = sub.add_parser("inventory", help="print an environment's merged parameters.airflow")
+    p.add_argument("--target", required=True)
+    p.set_defaults(func=_inventory)
+
+    p = sub.add_parser("check-airflow", help="check compiled airflow.cfg and pod template with Apache Airflow itself")
+    p.add_argument("--target", action="append", help="environment to check (repeatable); default: all")
+    p.set_defaults(func=_check_airflow)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AirflowGitopsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
