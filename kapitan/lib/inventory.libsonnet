@@ -46,14 +46,34 @@ local resolve(node) =
     resolve(std.foldl(function(n, k) n[k], path, schema)) + { [k]: node[k] for k in std.objectFields(node) if k != '$ref' }
   else node;
 
-local child(node, key) =
-  local n = resolve(node);
-  if std.objectHas(n, 'properties') && std.objectHas(n.properties, key) then n.properties[key]
-  else if std.objectHas(n, 'additionalProperties') && std.isObject(n.additionalProperties) then n.additionalProperties
-  else if std.objectHas(n, 'items') then n.items
-  else {};
+// Walks schema and instance together, so that an `if`/`then` branch that applies to this
+// instance (auth: ssh) lends its description to the error.
+local conditionHolds(condition, instance) =
+  std.isObject(instance) && std.all([
+    std.objectHas(instance, k) && instance[k] == condition.properties[k].const
+    for k in std.objectFields(condition.properties)
+  ]);
 
-local schemaAt(path) = resolve(std.foldl(child, path, schema));
+local child(state, key) =
+  local n = resolve(state.schema);
+  local instance = if std.isObject(state.instance) && std.objectHas(state.instance, key) then state.instance[key] else null;
+  local base =
+    if std.objectHas(n, 'properties') && std.objectHas(n.properties, key) then n.properties[key]
+    else if std.objectHas(n, 'additionalProperties') && std.isObject(n.additionalProperties) then n.additionalProperties
+    else if std.objectHas(n, 'items') then n.items
+    else {};
+  local conditional = [
+    c['then'].properties[key]
+    for c in (if std.objectHas(n, 'allOf') then n.allOf else [])
+    if std.objectHas(c, 'if') && conditionHolds(c['if'], state.instance)
+       && std.objectHas(c['then'].properties, key) && std.objectHas(c['then'].properties[key], 'description')
+  ];
+  {
+    schema: if conditional == [] then base else resolve(base) + { description: conditional[0].description },
+    instance: instance,
+  };
+
+local schemaAt(path) = resolve(std.foldl(child, path, { schema: schema, instance: parameters.airflow }).schema);
 
 local friendly(message) =
   local types = {
@@ -75,12 +95,14 @@ local describe(reason) =
   local message =
     if patternAt != [] && std.objectHas(node, 'description') then
       '%s is not %s' % [std.substr(first, 0, patternAt[0]), node.description]
+    else if std.length(std.findSubstr(' should be non-empty', first)) > 0 && std.objectHas(node, 'description') then
+      'is empty: set it to %s' % node.description
     else friendly(first);
   local unexpected = std.length(std.findSubstr('properties are not allowed', message)) > 0;
   local hint =
     if unexpected && std.objectHas(node, 'properties') then
       ' (allowed keys: %s)' % std.join(', ', std.objectFields(node.properties))
-    else if std.objectHas(node, 'enum') || patternAt != [] then ''
+    else if std.objectHas(node, 'enum') || patternAt != [] || std.length(std.findSubstr('is empty: ', message)) > 0 then ''
     else if std.objectHas(node, 'description') then ' (expected %s)' % node.description
     else '';
   '%s: %s: %s%s' % [targetFile, std.join('.', ['parameters', 'airflow'] + path), message, hint];

@@ -1,0 +1,80 @@
+"""Shared fixtures: real compiles in temporary copies of the repository."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("dev", "staging", "prod")
+# What a compile reads; compiled/ is copied too so "untouched on failure" can be checked.
+COPIED = (".kapitan", "inventory", "components", "kapitan", "compiled")
+KAPITAN = str(Path(sys.executable).with_name("kapitan"))
+
+
+def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def kapitan(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KAPITAN, *args], cwd=root, capture_output=True, text=True)
+
+
+def compile_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = kapitan(root, "compile", *args)
+    return result
+
+
+def read_tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def load_manifests(compiled: Path, env: str) -> dict[str, dict]:
+    """file name -> object, for compiled/<env>/manifests."""
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((compiled / env / "manifests").glob("*.yaml"))}
+
+
+@pytest.fixture(scope="session")
+def fresh_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository compiled from scratch (compiled/ removed first)."""
+    root = copy_repo(tmp_path_factory.mktemp("fresh"))
+    shutil.rmtree(root / "compiled", ignore_errors=True)
+    result = compile_in(root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+@pytest.fixture(scope="session")
+def manifests(fresh_repo: Path) -> Callable[[str], dict[str, dict]]:
+    cache: dict[str, dict[str, dict]] = {}
+
+    def get(env: str) -> dict[str, dict]:
+        if env not in cache:
+            cache[env] = load_manifests(fresh_repo / "compiled", env)
+        return cache[env]
+
+    return get
+
+
+@pytest.fixture
+def scratch_repo(tmp_path: Path) -> Iterator[Path]:
+    yield copy_repo(tmp_path / "repo")
+
+
+def inventory_of(root: Path, env: str) -> dict:
+    result = kapitan(root, "inventory", "-t", env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["parameters"]

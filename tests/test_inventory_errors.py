@@ -1,0 +1,77 @@
+"""A bad inventory fails `kapitan compile` itself, naming the file, the key and what is allowed,
+and leaves compiled/ exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import compile_in, read_tree
+
+# (what is appended under `parameters:` of inventory/targets/staging.yml, key path, words the message must hold)
+CASES = {
+    "wrong type": ("  airflow:\n    scheduler:\n      replicas: three\n",
+                   "parameters.airflow.scheduler.replicas", "'three' is not an integer"),
+    "misspelt component": ("  airflow:\n    schedulr:\n      replicas: 2\n",
+                           "parameters.airflow", "'schedulr' was unexpected"),
+    "misspelt nested key": ("  airflow:\n    scheduler:\n      replica: 2\n",
+                            "parameters.airflow.scheduler", "allowed keys: affinity, node_selector, pdb, replicas"),
+    "unknown executor": ("  airflow:\n    executor: CeleryExecutr\n",
+                         "parameters.airflow.executor", "is not one of ['KubernetesExecutor', 'LocalExecutor']"),
+    "bad cpu quantity": ("  airflow:\n    triggerer:\n      resources:\n        requests:\n          cpu: lots\n",
+                         "parameters.airflow.triggerer.resources.requests.cpu", "is not a Kubernetes quantity"),
+    "replicas below minimum": ("  airflow:\n    api_server:\n      replicas: 0\n",
+                               "parameters.airflow.api_server.replicas", "less than the minimum of 1"),
+    "bad database mode": ("  airflow:\n    database:\n      mode: sqlite\n",
+                          "parameters.airflow.database.mode", "is not one of ['bundled', 'external']"),
+    "unquoted kubernetes version": ("  airflow:\n    kubernetes_version: 1.33\n",
+                                    "parameters.airflow.kubernetes_version", "is not a string"),
+    "ssh without known hosts": ("  airflow:\n    dags:\n      git_sync:\n        auth: ssh\n        credentials_secret: key\n",
+                                "parameters.airflow.dags.git_sync.known_hosts", "host-key checking is never off"),
+    "secret in config": ("  airflow:\n    config:\n      core:\n        fernet_key: abc\n",
+                         "parameters.airflow.config.core.fernet_key", "never written in the inventory"),
+    "derived config key": ("  airflow:\n    config:\n      core:\n        executor: LocalExecutor\n",
+                           "parameters.airflow.config.core.executor", "set parameters.airflow.executor instead"),
+    "misspelt top-level key": ("  airflw:\n    executor: LocalExecutor\n",
+                               "parameters.airflw", "allowed keys: airflow"),
+    "bad service type": ("  airflow:\n    api_server:\n      service:\n        type: Ingress\n",
+                         "parameters.airflow.api_server.service.type", "is not one of"),
+    "bad git sync period": ("  airflow:\n    dags:\n      git_sync:\n        period: 30 seconds\n",
+                            "parameters.airflow.dags.git_sync.period", "is not a duration such as 30s"),
+}
+
+STAGING = "inventory/targets/staging.yml"
+
+
+def break_staging(root, fragment: str) -> None:
+    target = root / STAGING
+    text = target.read_text()
+    # Replace the target's own parameters with the fragment so keys never repeat in one file.
+    head = text.split("parameters:")[0]
+    target.write_text(head + "parameters:\n" + fragment)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_inventory_fails_with_file_key_and_allowed_values(case, scratch_repo):
+    fragment, key, words = CASES[case]
+    before = read_tree(scratch_repo / "compiled")
+    break_staging(scratch_repo, fragment)
+    result = compile_in(scratch_repo)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{STAGING}: {key}: " in output, output[-1500:]
+    assert words in output, output[-1500:]
+    assert read_tree(scratch_repo / "compiled") == before
+
+
+def test_cli_prints_just_the_message(scratch_repo, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    subprocess.run(["git", "init", "-q"], cwd=scratch_repo, check=True)
+    break_staging(scratch_repo, CASES["wrong type"][0])
+    cli = str(Path(sys.executable).with_name("airflow-gitops"))
+    result = subprocess.run([cli, "compile"], cwd=scratch_repo, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: inventory/targets/staging.yml: parameters.airflow.scheduler.replicas: 'three' is not an integer"
+    )
