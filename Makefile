@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Same as a plain `kapitan compile`, with a bad inventory reported in one clear line.
 compile: $(STAMP)
-	$(BIN)/kapitan compile
+	$(BIN)/airflow-gitops compile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -85,3 +85,20 @@ def test_a_new_environment_gets_its_own_refs_once(scratch_repo):
     assert compile_in(scratch_repo, "-t", "qa").returncode == 0
     assert read_tree(scratch_repo / "kapitan" / "refs" / "targets" / "qa") == refs
     assert read_tree(scratch_repo / "compiled" / "qa") == first
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_revealed_fernet_key_is_a_valid_fernet_key(env):
+    import subprocess
+    import sys
+
+    import yaml
+    from cryptography.fernet import Fernet
+
+    kapitan = str(Path(sys.executable).with_name("kapitan"))
+    manifest = REPO / "compiled" / env / "manifests" / "secret-airflow-secrets.yaml"
+    revealed = subprocess.run([kapitan, "refs", "--reveal", "-f", str(manifest)], cwd=REPO, capture_output=True, text=True, check=True)
+    data = yaml.safe_load(revealed.stdout)["stringData"]
+    token = Fernet(data["fernet-key"].encode()).encrypt(b"connection")
+    assert Fernet(data["fernet-key"].encode()).decrypt(token) == b"connection"
+    assert len(data["jwt-secret"]) == 43 and len(data["api-secret-key"]) == 43
