@@ -87,9 +87,11 @@ local config = std.foldl(
 local iniValue(v) =
   if std.isBoolean(v) then (if v then 'True' else 'False') else std.toString(v);
 
+// Plain concatenation: go-jsonnet implements `%` formatting in Jsonnet, and it showed up as the
+// single largest cost of a compile.
 local renderIni(cfg) =
   std.join('\n', [
-    std.join('\n', ['[%s]' % section] + ['%s = %s' % [key, iniValue(cfg[section][key])] for key in std.objectFields(cfg[section])])
+    std.join('\n', ['[' + section + ']'] + [key + ' = ' + iniValue(cfg[section][key]) for key in std.objectFields(cfg[section])])
     for section in std.objectFields(cfg)
   ]) + '\n';
 

@@ -2,7 +2,10 @@
 // kapitan/schemas/airflow.schema.json first, so that a plain `kapitan compile` refuses a bad
 // inventory with a message naming the target file, the key and what is allowed.
 local kap = import 'lib/kapitan.libjsonnet';
-local schema = import 'kapitan/schemas/airflow.schema.json';
+// The schema goes to the validator as text (no re-serialisation on every compile); it is
+// parsed only to explain an error.
+local schemaText = importstr 'kapitan/schemas/airflow.schema.json';
+local schema = std.parseJson(schemaText);
 
 local inventory = kap.inventory();
 local parameters = inventory.parameters;
@@ -125,7 +128,7 @@ local checked =
   else if !std.objectHas(parameters, 'airflow') then
     error '%s: parameters.airflow is missing: include the class airflow.defaults' % targetFile
   else
-    local result = kap.jsonschema(parameters.airflow, schema);
+    local result = kap.jsonschema(parameters.airflow, schemaText);
     if !result.valid then error 'invalid inventory: ' + describe(result.reason)
     else if reservedErrors != [] then error 'invalid inventory: ' + reservedErrors[0]
     else parameters.airflow;
