@@ -50,3 +50,10 @@ def test_pod_template_without_base_container_is_rejected(manifests, airflow_env)
     pod["spec"]["containers"][0]["name"] = "worker"
     with pytest.raises(AirflowCheckError, match="named 'base'"):
         airflow_checks.check_pod_template(airflow_env, yaml.safe_dump(pod), "prod: pod_template.yaml")
+
+
+def test_committed_option_list_is_what_airflow_describes(airflow_env, tmp_path):
+    from airflow_gitops import config_options
+    sections = config_options.describe_options(airflow_env, tmp_path)
+    committed = config_options.options_file(REPO, "3.3.2").read_text()
+    assert committed == config_options.render("3.3.2", sections), "run `airflow-gitops config-options --version 3.3.2`"

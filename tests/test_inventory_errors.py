@@ -37,6 +37,14 @@ CASES = {
                          "parameters.airflow.api_server.service.type", "is not one of"),
     "bad git sync period": ("  airflow:\n    dags:\n      git_sync:\n        period: 30 seconds\n",
                             "parameters.airflow.dags.git_sync.period", "is not a duration such as 30s"),
+    "misspelt airflow.cfg option": ("  airflow:\n    config:\n      core:\n        paralelism: 8\n",
+                                    "parameters.airflow.config.core.paralelism",
+                                    "Airflow 3.3.2 has no option [core] paralelism (did you mean parallelism?)"),
+    "unknown airflow.cfg section": ("  airflow:\n    config:\n      schedular:\n        parsing_processes: 2\n",
+                                    "parameters.airflow.config.schedular", "has no section [schedular]"),
+    "option removed from airflow 3": ("  airflow:\n    config:\n      scheduler:\n        standalone_dag_processor: true\n",
+                                      "parameters.airflow.config.scheduler.standalone_dag_processor",
+                                      "Airflow 3.3.2 has no option [scheduler] standalone_dag_processor"),
 }
 
 STAGING = "inventory/targets/staging.yml"
@@ -75,3 +83,13 @@ def test_cli_prints_just_the_message(scratch_repo, tmp_path):
     assert result.stderr.strip() == (
         "error: inventory/targets/staging.yml: parameters.airflow.scheduler.replicas: 'three' is not an integer"
     )
+
+
+def test_sections_of_installed_providers_can_be_opted_out_of_the_option_check(scratch_repo):
+    from conftest import load_manifests
+    break_staging(scratch_repo, "  airflow:\n    provider_config_sections: [my_provider]\n"
+                                "    config:\n      my_provider:\n        endpoint: https://example.com\n")
+    result = compile_in(scratch_repo, "-t", "staging")
+    assert result.returncode == 0, result.stdout[-1500:]
+    cfg = load_manifests(scratch_repo / "compiled", "staging")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "[my_provider]\nendpoint = https://example.com\n" in cfg

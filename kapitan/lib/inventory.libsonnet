@@ -122,6 +122,33 @@ local reservedErrors = [
   if std.objectHas(parameters.airflow.config[section], key)
 ];
 
+// airflow.cfg keys Airflow does not know are typos (Airflow itself would ignore them silently).
+local optionsFile = 'kapitan/schemas/airflow-config-options/%s.json';
+local unknownConfigErrors(airflow) =
+  local file = optionsFile % airflow.version;
+  if !kap.file_exists(file).exists then
+    ['%s: parameters.airflow.version: no option list for Airflow %s in %s: run `airflow-gitops config-options --version %s` and commit the file'
+     % [targetFile, airflow.version, file, airflow.version]]
+  else
+    local known = std.parseJson(kap.file_read(file)).sections;
+    local unchecked = std.get(airflow, 'provider_config_sections', []);
+    local suggest(section, key) =
+      local close = [o for o in std.objectFields(known[section])
+                     if std.length(o) >= 3 && std.length(key) >= 3 && std.substr(o, 0, 3) == std.substr(key, 0, 3)];
+      if close == [] then '' else ' (did you mean %s?)' % std.join(', ', close[:3]);
+    [
+      if std.objectHas(known, section) then
+        '%s: parameters.airflow.config.%s.%s: Airflow %s has no option [%s] %s%s'
+        % [targetFile, section, key, airflow.version, section, key, suggest(section, key)]
+      else
+        '%s: parameters.airflow.config.%s: Airflow %s has no section [%s]; if a provider in your image adds it, list it in parameters.airflow.provider_config_sections'
+        % [targetFile, section, airflow.version, section]
+      for section in std.objectFields(airflow.config)
+      if !std.member(unchecked, section)
+      for key in (if std.objectHas(known, section) then std.objectFields(airflow.config[section]) else [''])
+      if !std.objectHas(known, section) || !std.objectHas(known[section], key)
+    ];
+
 local checked =
   if unknownTopLevel != [] then
     error '%s: parameters.%s: unknown key (allowed keys: %s)' % [targetFile, unknownTopLevel[0], std.join(', ', knownTopLevel)]
@@ -131,7 +158,10 @@ local checked =
     local result = kap.jsonschema(parameters.airflow, schemaText);
     if !result.valid then error 'invalid inventory: ' + describe(result.reason)
     else if reservedErrors != [] then error 'invalid inventory: ' + reservedErrors[0]
-    else parameters.airflow;
+    else
+      local unknown = unknownConfigErrors(parameters.airflow);
+      if unknown != [] then error 'invalid inventory: ' + unknown[0]
+      else parameters.airflow;
 
 {
   target: target,

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 
 import yaml
 
-from . import airflow_checks, inventory
+import tempfile
+from pathlib import Path
+
+from . import airflow_checks, config_options, inventory
 from .airflow_env import ensure_airflow
 from .errors import AirflowGitopsError
 from .kapitan_runner import compile_targets
@@ -47,6 +50,18 @@ def _check_airflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_options(args: argparse.Namespace) -> int:
+    root = find_root()
+    env = ensure_airflow(root, args.version)
+    with tempfile.TemporaryDirectory(prefix="airflow-home-") as home:
+        sections = config_options.describe_options(env, Path(home))
+    path = config_options.options_file(root, args.version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_options.render(args.version, sections))
+    print(f"wrote {path.relative_to(root)}: {sum(len(o) for o in sections.values())} options in {len(sections)} sections")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-airflow", help="check compiled airflow.cfg and pod template with Apache Airflow itself")
     p.add_argument("--target", action="append", help="environment to check (repeatable); default: all")
     p.set_defaults(func=_check_airflow)
+
+    p = sub.add_parser("config-options", help="record the airflow.cfg options an Airflow version knows (for the compile-time check)")
+    p.add_argument("--version", required=True, help="Apache Airflow version, e.g. 3.3.2")
+    p.set_defaults(func=_config_options)
     return parser
 
 
