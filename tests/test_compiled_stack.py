@@ -158,7 +158,7 @@ def test_migration_job_name_follows_the_image_only(scratch_repo, manifests):
     target.write_text(target.read_text() + "    scheduler:\n      replicas: 3\n")
     assert compile_in(scratch_repo, "-t", "prod").returncode == 0
     assert [n for n in load_manifests(scratch_repo / "compiled", "prod") if n.startswith("job-")] == before
-    target.write_text(target.read_text() + "    image:\n      tag: 3.3.1\n    version: 3.3.1\n")
+    target.write_text(target.read_text() + "    image:\n      tag: 3.3.2-python3.12\n")
     assert compile_in(scratch_repo, "-t", "prod").returncode == 0
     after = [n for n in load_manifests(scratch_repo / "compiled", "prod") if n.startswith("job-")]
     assert len(after) == 1 and after != before
