@@ -93,3 +93,16 @@ def test_sections_of_installed_providers_can_be_opted_out_of_the_option_check(sc
     assert result.returncode == 0, result.stdout[-1500:]
     cfg = load_manifests(scratch_repo / "compiled", "staging")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
     assert "[my_provider]\nendpoint = https://example.com\n" in cfg
+
+
+def test_cli_names_the_target_file_of_a_missing_class(scratch_repo):
+    import subprocess
+    import sys
+    from pathlib import Path
+    subprocess.run(["git", "init", "-q"], cwd=scratch_repo, check=True)
+    target = scratch_repo / STAGING
+    target.write_text(target.read_text().replace("  - profiles.staging\n", "  - profiles.stagin\n"))
+    cli = str(Path(sys.executable).with_name("airflow-gitops"))
+    result = subprocess.run([cli, "compile"], cwd=scratch_repo, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: inventory/targets/staging.yml: Class profiles.stagin not found"

@@ -14,6 +14,7 @@ from .errors import CompileError
 # line followed by the Jsonnet stack; that line is what the user needs.
 _ERROR_LINE = re.compile(r"^Error compiling (?P<target>\S+): (?P<message>.+)$", re.MULTILINE)
 _RECLASS_ERROR = re.compile(r"^(Reclass-rs error: .+|Inventory error: .+)$", re.MULTILINE)
+_RECLASS_NODE = re.compile(r"^Reclass-rs error: Error while rendering inventory: Error rendering node (?P<node>[^:\s]+): (?P<message>.+)$")
 
 
 def kapitan_executable() -> str:
@@ -31,11 +32,17 @@ def _clean(message: str) -> str:
     return message.removeprefix("RUNTIME ERROR: ").removeprefix("invalid inventory: ").strip()
 
 
+def _reclass_line(line: str) -> str:
+    """reclass-rs names the node; the user edits inventory/targets/<node>.yml."""
+    m = _RECLASS_NODE.match(line)
+    return f"inventory/targets/{m['node']}.yml: {m['message']}" if m else line
+
+
 def explain_failure(output: str) -> str:
     """The user-facing part of kapitan's output: one line per failed target."""
     lines = [f"{m['target']}: {_clean(m['message'])}" if not _clean(m["message"]).startswith("inventory/")
              else _clean(m["message"]) for m in _ERROR_LINE.finditer(output)]
-    lines += [m.group(1) for m in _RECLASS_ERROR.finditer(output)]
+    lines += [_reclass_line(m.group(1)) for m in _RECLASS_ERROR.finditer(output)]
     if not lines:
         tail = [line for line in output.strip().splitlines() if line.strip()][-5:]
         lines = tail or ["kapitan failed without a message"]
