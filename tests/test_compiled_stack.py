@@ -151,17 +151,22 @@ def test_scheduler_role_is_namespaced_and_minimal(env, manifests):
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow-scheduler", "namespace": f"airflow-{env}"}]
 
 
-def test_migration_job_name_follows_the_image_only(scratch_repo, manifests):
+def test_migration_job_is_renamed_by_a_new_image_or_job_spec_and_nothing_else(scratch_repo, manifests):
     from conftest import compile_in, load_manifests
     before = [n for n in manifests("prod") if n.startswith("job-")]
     target = scratch_repo / "inventory" / "targets" / "prod.yml"
-    target.write_text(target.read_text() + "    scheduler:\n      replicas: 3\n")
+    target.write_text(target.read_text() + "    scheduler:\n      replicas: 3\n    config:\n      core:\n        parallelism: 64\n")
     assert compile_in(scratch_repo, "-t", "prod").returncode == 0
     assert [n for n in load_manifests(scratch_repo / "compiled", "prod") if n.startswith("job-")] == before
     target.write_text(target.read_text() + "    image:\n      tag: 3.3.2-python3.12\n")
     assert compile_in(scratch_repo, "-t", "prod").returncode == 0
     after = [n for n in load_manifests(scratch_repo / "compiled", "prod") if n.startswith("job-")]
     assert len(after) == 1 and after != before
+    # The Job's pod template is immutable: a change to it must come with a new name.
+    target.write_text(target.read_text() + "    migrations:\n      resources:\n        requests: {cpu: 200m, memory: 1Gi}\n        limits: {cpu: '1', memory: 1Gi}\n")
+    assert compile_in(scratch_repo, "-t", "prod").returncode == 0
+    resized = [n for n in load_manifests(scratch_repo / "compiled", "prod") if n.startswith("job-")]
+    assert len(resized) == 1 and resized not in (before, after)
 
 
 def test_migration_job_has_no_helm_hook_and_no_ttl(manifests):
@@ -233,3 +238,25 @@ def test_api_server_service_becomes_a_load_balancer_with_one_value(scratch_repo)
     assert compile_in(scratch_repo, "-t", "dev").returncode == 0
     svc = load_manifests(scratch_repo / "compiled", "dev")["service-airflow-api-server.yaml"]
     assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 8080
+
+
+def test_worker_pods_do_not_wait_for_a_database_they_cannot_reach(manifests):
+    for env in ("staging", "prod"):
+        text = manifests(env)["configmap-airflow-pod-template.yaml"]["data"]["pod_template.yaml"]
+        base = yaml.safe_load(text)["spec"]["containers"][0]
+        env_vars = {e["name"]: e.get("value") for e in base["env"]}
+        assert env_vars["CONNECTION_CHECK_MAX_COUNT"] == "0"
+        assert not [e for e in base["env"] if "valueFrom" in e], "workers get no secrets"
+
+
+def test_admin_password_file_is_copied_writable_for_the_auth_manager(manifests):
+    spec = manifests("dev")["deployment-airflow-api-server.yaml"]["spec"]["template"]["spec"]
+    copy = next(c for c in spec["initContainers"] if c["name"] == "copy-admin-passwords")
+    assert copy["command"][:3] == ["install", "-m", "0600"]
+    cfg = manifests("dev")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "simple_auth_manager_passwords_file = /opt/airflow/auth/simple_auth_manager_passwords.json" in cfg
+
+
+def test_kubernetes_executor_task_logs_outlive_worker_pods(manifests):
+    for env in ("staging", "prod"):
+        assert manifests(env)["persistentvolumeclaim-airflow-logs.yaml"]["spec"]["accessModes"] == ["ReadWriteMany"]

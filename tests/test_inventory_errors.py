@@ -45,6 +45,9 @@ CASES = {
     "option removed from airflow 3": ("  airflow:\n    config:\n      scheduler:\n        standalone_dag_processor: true\n",
                                       "parameters.airflow.config.scheduler.standalone_dag_processor",
                                       "Airflow 3.3.2 has no option [scheduler] standalone_dag_processor"),
+    "logs lost with worker pods": ("  airflow:\n    logs:\n      persistence: emptyDir\n",
+                                    "parameters.airflow.logs.persistence",
+                                    "emptyDir loses task logs when KubernetesExecutor worker pods are deleted"),
 }
 
 STAGING = "inventory/targets/staging.yml"

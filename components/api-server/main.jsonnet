@@ -16,11 +16,11 @@ local main =
   )
   + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)]);
 
-// SimpleAuthManager opens its password file for writing: copy the generated one from the
-// Secret into a writable emptyDir before start.
+// SimpleAuthManager opens its password file for writing ("a+"): copy the generated one from the
+// Secret (mode 0440) into a writable emptyDir, owner-writable, before start.
 local copyPasswords =
   k.container.new('copy-admin-passwords', a.image, p.image.pull_policy)
-  + k.container.withCommand(['cp', a.paths.authSecret + '/simple_auth_manager_passwords.json', a.paths.auth + '/simple_auth_manager_passwords.json'])
+  + k.container.withCommand(['install', '-m', '0600', a.paths.authSecret + '/simple_auth_manager_passwords.json', a.paths.auth + '/simple_auth_manager_passwords.json'])
   + k.container.withVolumeMounts([
     k.container.mount('auth-secret', a.paths.authSecret, readOnly=true),
     k.container.mount('auth', a.paths.auth),

@@ -1,14 +1,14 @@
-// `airflow db migrate` as a plain Job (no Helm hook). Its name carries a hash of the image and
-// Airflow version: a new image gives a new Job that runs once, the same image never re-runs it,
-// and a Job's immutable pod template is never patched in place. No TTL: a Job deleted after it
-// finished would be re-created by the GitOps engine and run again.
+// `airflow db migrate` as a plain Job (no Helm hook). Its name carries a hash of the image, the
+// Airflow version and the Job's own pod template: a new image gives a new Job that runs once, an
+// unchanged one never re-runs, and the immutable template is never patched in place (a change of
+// the Job itself, e.g. its resources, also gives a new name; `db migrate` is idempotent).
+// airflow.cfg is not part of the hash: a config change does not re-run migrations.
+// No TTL: a Job deleted after it finished would be re-created by the GitOps engine and run again.
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
 local kap = import 'lib/kapitan.libjsonnet';
 
 local p = a.params;
-local name = 'airflow-db-migrate-' + std.substr(kap.sha256(a.image + '|' + p.version), 0, 10);
-
 local container =
   a.container('db-migrate', ['db', 'migrate'], p.migrations.resources)
   + k.container.withVolumeMounts(a.baseMounts);
@@ -18,6 +18,8 @@ local pod =
   + k.podSpec.withVolumes(a.baseVolumes)
   + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
   + k.podSpec.withImagePullSecrets(p.image.pull_secrets);
+
+local name = 'airflow-db-migrate-' + std.substr(kap.sha256(a.image + '|' + p.version + '|' + std.manifestJsonMinified(pod)), 0, 10);
 
 k.files([
   k.job.new(name, a.namespace, pod)

@@ -41,7 +41,9 @@ k.files(if p.database.mode != 'bundled' then [] else [
   + k.statefulSet.withVolumeClaimTemplate('data', db.storage_size, db.storage_class)
   + k.statefulSet.withLabels(a.labels('postgres'))
   + k.statefulSet.withPodLabels(a.labels('postgres')),
+  // Headless: the StatefulSet's governing Service; clients reach the single pod directly.
   k.service.new(name, a.namespace, a.selectorLabels('postgres'), [k.service.port('postgres', 5432)])
+  + { spec+: { clusterIP: 'None' } }
   + k.service.withLabels(a.labels('postgres')),
   k.serviceAccount.new(name, a.namespace) + k.serviceAccount.withLabels(a.labels('postgres')),
 ])

@@ -22,7 +22,6 @@ local rbac =
     k.rbac.role(name, a.namespace, [
       k.rbac.rule([''], ['pods'], ['create', 'delete', 'get', 'list', 'patch', 'watch']),
       k.rbac.rule([''], ['pods/log'], ['get', 'list']),
-      k.rbac.rule([''], ['events'], ['list']),
     ]) + k.object.withLabels(a.labels('scheduler')),
     k.rbac.roleBinding(name, a.namespace, name, name) + k.object.withLabels(a.labels('scheduler')),
   ] else [];

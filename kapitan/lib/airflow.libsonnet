@@ -65,7 +65,9 @@ local derivedConfig = {
   },
   database: { check_migrations: 'True' },
   logging: { base_log_folder: paths.logs },
-  api: { workers: p.api_server.workers, port: p.api_server.port, base_url: apiServerUrl },
+  // base_url is the address people use (links in alerts, login redirects): only the user knows it.
+  api: { workers: p.api_server.workers, port: p.api_server.port }
+       + (if p.api_server.base_url == '' then {} else { base_url: p.api_server.base_url }),
   scheduler: { enable_health_check: 'True', scheduler_health_check_server_port: 8974 },
 } + (
   if isKubernetesExecutor then {
@@ -219,6 +221,9 @@ local podTemplate = {
       k.container.new('base', image, p.image.pull_policy)
       + k.container.withEnv([
         k.container.envValue('AIRFLOW_HOME', paths.home),
+        // Workers have no database: the image entrypoint must not wait for one (it would check
+        // the default SQLite path and fail the pod after 20 tries).
+        k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
         k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
       ])
       + k.container.withVolumeMounts(baseMounts + dagsMounts)

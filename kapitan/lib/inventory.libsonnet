@@ -149,6 +149,15 @@ local unknownConfigErrors(airflow) =
       if !std.objectHas(known, section) || !std.objectHas(known[section], key)
     ];
 
+// Combinations the schema cannot express.
+local isTrue(v) = std.asciiLower(std.toString(v)) == 'true';
+local combinationErrors(airflow) = [
+  '%s: parameters.airflow.logs.persistence: emptyDir loses task logs when KubernetesExecutor worker pods are deleted: set it to pvc, or set parameters.airflow.config.logging.remote_logging: "True"' % targetFile
+  for _ in [null]
+  if airflow.executor == 'KubernetesExecutor' && airflow.logs.persistence == 'emptyDir'
+     && !isTrue(std.get(std.get(airflow.config, 'logging', {}), 'remote_logging', false))
+];
+
 local checked =
   if unknownTopLevel != [] then
     error '%s: parameters.%s: unknown key (allowed keys: %s)' % [targetFile, unknownTopLevel[0], std.join(', ', knownTopLevel)]
@@ -159,8 +168,8 @@ local checked =
     if !result.valid then error 'invalid inventory: ' + describe(result.reason)
     else if reservedErrors != [] then error 'invalid inventory: ' + reservedErrors[0]
     else
-      local unknown = unknownConfigErrors(parameters.airflow);
-      if unknown != [] then error 'invalid inventory: ' + unknown[0]
+      local problems = unknownConfigErrors(parameters.airflow) + combinationErrors(parameters.airflow);
+      if problems != [] then error 'invalid inventory: ' + problems[0]
       else parameters.airflow;
 
 {
