@@ -1,0 +1,200 @@
+"""The dev environment's compiled configuration runs for real: PostgreSQL, `airflow db migrate`,
+the four Airflow 3.3.2 processes started with the manifests' own args and env (secrets revealed
+from the committed refs), admin login with the generated password, and a DAG run to success.
+
+Only what a cluster would provide is substituted: the database host, ports and local paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airflow_gitops.airflow_env import ensure_airflow
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+MANIFESTS = REPO / "compiled" / "dev" / "manifests"
+KAPITAN = str(Path(sys.executable).with_name("kapitan"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manifest(name: str) -> dict:
+    return yaml.safe_load((MANIFESTS / name).read_text())
+
+
+def revealed_secret(name: str) -> dict[str, str]:
+    result = subprocess.run([KAPITAN, "refs", "--reveal", "-f", str(MANIFESTS / name)],
+                            cwd=REPO, capture_output=True, text=True, check=True)
+    return yaml.safe_load(result.stdout)["stringData"]
+
+
+def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def wait_for(what: str, check, timeout: float, processes: dict[str, subprocess.Popen], logs: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in processes.items():
+            if proc.poll() is not None:
+                pytest.fail(f"{name} exited ({proc.returncode}) while waiting for {what}:\n{(logs / f'{name}.log').read_text()[-3000:]}")
+        try:
+            value = check()
+        except (urllib.error.URLError, ConnectionError, OSError):
+            value = None
+        if value:
+            return value
+        time.sleep(1)
+    tails = "\n".join(f"--- {n}\n{(logs / f'{n}.log').read_text()[-1500:]}" for n in processes)
+    pytest.fail(f"timed out waiting for {what}\n{tails}")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[int]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL 15 is expected at {PG_BIN} on this machine kind")
+    # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
+    data = Path(tempfile.mkdtemp(prefix="airflow-gitops-pg-"))
+    port = free_port()
+    as_postgres = ["su", "postgres", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres")
+    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -D {data} -A trust -U postgres"], check=True, capture_output=True)
+    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -w -l {data}/log -o '-p {port} -k {data} -c listen_addresses=127.0.0.1' start"],
+                   check=True, capture_output=True)
+    yield port
+    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -m fast stop"], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
+    airflow_env = ensure_airflow(REPO, "3.3.2")
+    db = revealed_secret("secret-airflow-metadata-db.yaml")
+    secrets = revealed_secret("secret-airflow-secrets.yaml")
+    admin = revealed_secret("secret-airflow-admin-passwords.yaml")
+    revealed = {"airflow-metadata-db": db, "airflow-secrets": secrets}
+
+    # The bundled database as the StatefulSet would create it, with the generated password.
+    sts = manifest("statefulset-airflow-postgres.yaml")["spec"]["template"]["spec"]["containers"][0]
+    pg_env = {e["name"]: e.get("value") for e in sts["env"]}
+    psql = ["psql", "-h", "127.0.0.1", "-p", str(postgres), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c"]
+    subprocess.run([*psql, f"CREATE ROLE {pg_env['POSTGRES_USER']} LOGIN PASSWORD '{db['password']}'"], check=True, capture_output=True)
+    subprocess.run([*psql, f"CREATE DATABASE {pg_env['POSTGRES_DB']} OWNER {pg_env['POSTGRES_USER']}"], check=True, capture_output=True)
+
+    home = tmp_path / "airflow"
+    for sub in ("dags", "logs", "auth"):
+        (home / sub).mkdir(parents=True)
+    shutil.copytree(REPO / "dags", home / "dags", dirs_exist_ok=True)
+    (home / "airflow.cfg").write_text(manifest("configmap-airflow-config.yaml")["data"]["airflow.cfg"])
+    passwords = home / "auth" / "simple_auth_manager_passwords.json"
+    passwords.write_text(admin["simple_auth_manager_passwords.json"])
+    passwords.chmod(0o600)  # what the api-server's copy-admin-passwords init container does
+
+    api_port = free_port()
+    # Everything a pod gets from its manifest, then only what a cluster would provide instead.
+    scheduler = manifest("deployment-airflow-scheduler.yaml")["spec"]["template"]["spec"]
+    env = {**os.environ}
+    for var in scheduler["containers"][0]["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = revealed[ref["name"]][ref["key"]]
+    service_host = "airflow-postgres.airflow-dev.svc.cluster.local:5432"
+    assert service_host in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(service_host, f"127.0.0.1:{postgres}")
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    })
+    airflow = str(airflow_env.airflow)
+
+    job = manifest(next(p.name for p in MANIFESTS.glob("job-airflow-db-migrate-*.yaml")))
+    migrate = subprocess.run([airflow, *job["spec"]["template"]["spec"]["containers"][0]["args"]], env=env, capture_output=True, text=True)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    wait_args = scheduler["initContainers"][0]["args"]
+    assert subprocess.run([airflow, *wait_args], env=env, capture_output=True).returncode == 0
+
+    logs = tmp_path / "process-logs"
+    logs.mkdir()
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            args = manifest(f"deployment-airflow-{name}.yaml")["spec"]["template"]["spec"]["containers"][0]["args"]
+            processes[name] = subprocess.Popen([airflow, *args], env=env, stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+
+        base = f"http://127.0.0.1:{api_port}"
+
+        def healthy():
+            status, body = http("GET", f"{base}/api/v2/monitor/health")
+            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            return status == 200 and all(body.get(p, {}).get("status") == "healthy" for p in parts)
+
+        wait_for("every component healthy", healthy, 120, processes, logs)
+
+        status, body = http("POST", f"{base}/auth/token", {"username": "admin", "password": "not-the-password"})
+        assert status == 401
+        status, body = http("POST", f"{base}/auth/token", {"username": "admin", "password": admin["admin-password"]})
+        assert status == 201, "the generated admin password does not log in"
+        token = body["access_token"]
+
+        wait_for("example_etl parsed", lambda: http("GET", f"{base}/api/v2/dags/example_etl", token=token)[0] == 200, 90, processes, logs)
+        assert http("PATCH", f"{base}/api/v2/dags/example_etl", {"is_paused": False}, token=token)[0] == 200
+        status, run = http("POST", f"{base}/api/v2/dags/example_etl/dagRuns", {"logical_date": None}, token=token)
+        assert status == 200, run
+
+        def finished():
+            state = http("GET", f"{base}/api/v2/dags/example_etl/dagRuns/{run['dag_run_id']}", token=token)[1].get("state")
+            return state if state in ("success", "failed") else None
+
+        assert wait_for("the DAG run", finished, 120, processes, logs) == "success"
+
+        # The liveness probes of the job-based components pass against the running processes.
+        for name in ("dag-processor", "triggerer"):
+            probe = manifest(f"deployment-airflow-{name}.yaml")["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+            command = probe["exec"]["command"]
+            assert subprocess.run([airflow, *command[1:]], env=env, capture_output=True).returncode == 0, name
+    finally:
+        for proc in processes.values():
+            proc.terminate()
+        for proc in processes.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
