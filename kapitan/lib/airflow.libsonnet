@@ -239,7 +239,7 @@ local podTemplate = {
     + k.podSpec.withImagePullSecrets(p.image.pull_secrets),
 };
 
-local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=true, quote_keys=false) + '\n';
+local podTemplateYaml = kap.yaml_dump(podTemplate);
 
 // A change of airflow.cfg rolls every pod that reads it.
 local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
