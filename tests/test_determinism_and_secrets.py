@@ -102,3 +102,15 @@ def test_revealed_fernet_key_is_a_valid_fernet_key(env):
     token = Fernet(data["fernet-key"].encode()).encrypt(b"connection")
     assert Fernet(data["fernet-key"].encode()).decrypt(token) == b"connection"
     assert len(data["jwt-secret"]) == 43 and len(data["api-secret-key"]) == 43
+
+
+def test_readme_example_environment_compiles_from_a_short_target(scratch_repo):
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("# inventory/targets/qa.yml\n", 1)[1].split("```", 1)[0]
+    meaningful = [line for line in example.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert len(meaningful) <= 25
+    (scratch_repo / "inventory" / "targets" / "qa.yml").write_text(example)
+    result = compile_in(scratch_repo, "-t", "qa")
+    assert result.returncode == 0, result.stdout[-2000:]
+    objects = {p.name for p in (scratch_repo / "compiled" / "qa" / "manifests").glob("*.yaml")}
+    assert "namespace-airflow-qa.yaml" in objects and "role-airflow-scheduler.yaml" in objects
