@@ -36,7 +36,7 @@ class AirflowEnvironment:
         return self.path / "bin" / "airflow"
 
 
-def _cache_dir(root: Path) -> Path:
+def cache_dir(root: Path) -> Path:
     override = os.environ.get("AIRFLOW_GITOPS_CACHE")
     return Path(override) if override else root / ".cache"
 
@@ -48,7 +48,7 @@ def environment_key(version: str, requirements: tuple[str, ...] = ()) -> str:
 
 def ensure_airflow(root: Path, version: str, requirements: tuple[str, ...] = ()) -> AirflowEnvironment:
     """The virtualenv for `version`, created if missing. Safe against concurrent callers."""
-    envs = _cache_dir(root) / "airflow-envs"
+    envs = cache_dir(root) / "airflow-envs"
     envs.mkdir(parents=True, exist_ok=True)
     env = AirflowEnvironment(envs / environment_key(version, requirements))
     if (env.path / _READY_MARKER).exists():

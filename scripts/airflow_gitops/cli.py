@@ -62,6 +62,33 @@ def _config_options(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync_dags(args: argparse.Namespace) -> int:
+    import json
+
+    from .dags.sync import sync_dags
+
+    root = find_root()
+    result = sync_dags(
+        root, args.target, source=Path(args.source) if args.source else None, repo=args.repo, branch=args.branch,
+        dry_run=args.dry_run, import_check=not args.no_import_check, author=args.author, committer=args.committer,
+    )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        return 0
+    where = f"{result.destination.repo} {result.destination.branch}:{result.destination.sub_path or '/'}"
+    checked = f"{result.dag_files} DAG files checked ({result.imported} imported, {result.cached} cached)"
+    if result.status == "up-to-date":
+        print(f"{where}: up to date; {checked}")
+    elif result.status == "dry-run":
+        print(f"{where}: would apply {result.plan.summary()}; {checked}")
+        for kind, sign in (("added", "+"), ("changed", "~"), ("removed", "-")):
+            for path in getattr(result.plan, kind):
+                print(f"  {sign} {path}")
+    else:
+        print(f"{where}: published {result.commit[:12]} ({result.plan.summary()}, attempt {result.attempts}); {checked}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-airflow", help="check compiled airflow.cfg and pod template with Apache Airflow itself")
     p.add_argument("--target", action="append", help="environment to check (repeatable); default: all")
     p.set_defaults(func=_check_airflow)
+
+    p = sub.add_parser("sync-dags", help="check dags/ and publish it to the Git source an environment's git-sync reads")
+    p.add_argument("--target", required=True, help="environment whose DAG repository, branch and sub-path to use")
+    p.add_argument("--repo", help="override the DAG repository URL from the inventory")
+    p.add_argument("--branch", help="override the branch from the inventory")
+    p.add_argument("--source", help="DAG source directory (default: dags/)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; push nothing")
+    p.add_argument("--no-import-check", action="store_true", help="skip only the DagBag import check")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.add_argument("--author", help="commit author, 'Name <email>' (default: $AIRFLOW_GITOPS_AUTHOR or airflow-gitops)")
+    p.add_argument("--committer", help="commit committer, 'Name <email>' (default: the author)")
+    p.set_defaults(func=_sync_dags)
 
     p = sub.add_parser("config-options", help="record the airflow.cfg options an Airflow version knows (for the compile-time check)")
     p.add_argument("--version", required=True, help="Apache Airflow version, e.g. 3.3.2")

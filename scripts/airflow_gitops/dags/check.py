@@ -1,0 +1,152 @@
+"""Checks DAG sources before they are published: syntax, then an import with Airflow's DagBag.
+
+The import runs in the isolated virtualenv of the Airflow version the environment deploys, plus
+the DAGs' own requirements, in parallel processes, and results are cached by content: a DAG whose
+bytes (and whose helper modules) did not change is not imported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..airflow_env import AirflowEnvironment
+from ..errors import AirflowGitopsError
+from .source import SourceFile
+
+# Runs inside the Airflow virtualenv: one DagBag per file, so an error names its file.
+_IMPORT_SCRIPT = r"""
+import json, sys, os, warnings, logging
+warnings.simplefilter("ignore")
+logging.disable(logging.CRITICAL)
+from airflow.dag_processing.dagbag import DagBag
+root = sys.argv[1]
+results = {}
+for relative in sys.argv[2:]:
+    bag = DagBag(dag_folder=os.path.join(root, relative), include_examples=False, safe_mode=False) \
+        if "include_examples" in DagBag.__init__.__code__.co_varnames else \
+        DagBag(dag_folder=os.path.join(root, relative), safe_mode=False)
+    errors = {os.path.relpath(k, root): str(v).strip() for k, v in bag.import_errors.items()}
+    results[relative] = {"dag_ids": sorted(bag.dag_ids), "errors": errors}
+print("@@RESULT@@" + json.dumps(results))
+"""
+
+
+class DagCheckError(AirflowGitopsError):
+    """One or more DAG files were refused."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("DAG check failed:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class CheckReport:
+    checked: int = 0
+    imported: int = 0
+    cached: int = 0
+    dag_ids: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _syntax_error(args: tuple[str, str]) -> str | None:
+    root, relative = args
+    path = Path(root) / relative
+    try:
+        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    except SyntaxError as error:
+        return f"{relative}:{error.lineno}: syntax error: {error.msg}"
+    except ValueError as error:  # null bytes and the like
+        return f"{relative}: cannot be compiled: {error}"
+    return None
+
+
+def check_syntax(root: Path, files: dict[str, SourceFile], workers: int) -> list[str]:
+    python = [(str(root), f.path) for f in files.values() if f.is_python]
+    if len(python) < 64:
+        results = map(_syntax_error, python)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_syntax_error, python, chunksize=64))
+    return [r for r in results if r]
+
+
+def _looks_like_dag_file(path: Path) -> bool:
+    # Airflow's own safe-mode heuristic: only files mentioning both words define DAGs.
+    content = path.read_bytes().lower()
+    return b"airflow" in content and b"dag" in content
+
+
+def _cache_key(env: AirflowEnvironment, helpers_digest: str, item: SourceFile) -> str:
+    return hashlib.sha256(f"{env.path.name}\n{helpers_digest}\n{item.digest}".encode()).hexdigest()
+
+
+def _import_chunk(env: AirflowEnvironment, root: Path, chunk: list[str]) -> dict[str, dict]:
+    with tempfile.TemporaryDirectory(prefix="airflow-gitops-dagcheck-") as home:
+        run_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AIRFLOW_HOME": home,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(root),
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "PYTHONPATH": str(root),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        result = subprocess.run([str(env.python), "-c", _IMPORT_SCRIPT, str(root), *chunk],
+                                capture_output=True, text=True, env=run_env, cwd=home)
+    marker = [line for line in result.stdout.splitlines() if line.startswith("@@RESULT@@")]
+    if result.returncode != 0 or not marker:
+        raise AirflowGitopsError(f"the DAG import check itself failed:\n{result.stderr.strip()[-2000:]}")
+    return json.loads(marker[-1][len("@@RESULT@@"):])
+
+
+def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFile], cache_dir: Path,
+                  workers: int) -> CheckReport:
+    """Import every DAG file with Airflow's DagBag; refuse import errors and duplicate DAG ids."""
+    python = {p: f for p, f in files.items() if f.is_python}
+    dag_files = {p: f for p, f in python.items() if _looks_like_dag_file(root / p)}
+    helpers = sorted(f"{p}:{f.digest}" for p, f in python.items() if p not in dag_files)
+    helpers_digest = hashlib.sha256("\n".join(helpers).encode()).hexdigest()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    report = CheckReport(checked=len(dag_files))
+    results: dict[str, dict] = {}
+    todo: list[str] = []
+    for relative, item in dag_files.items():
+        cached = cache_dir / f"{_cache_key(env, helpers_digest, item)}.json"
+        if cached.is_file():
+            results[relative] = json.loads(cached.read_text())
+        else:
+            todo.append(relative)
+    report.cached = len(dag_files) - len(todo)
+    if todo:
+        chunks = [todo[i::workers] for i in range(min(workers, len(todo)))]
+        with ProcessPoolExecutor(max_workers=len(chunks)) as pool:
+            for chunk_result in pool.map(_import_chunk, [env] * len(chunks), [root] * len(chunks), chunks):
+                results.update(chunk_result)
+        report.imported = len(todo)
+        for relative in todo:
+            entry = results[relative]
+            if not entry["errors"]:  # failures are re-checked every time, successes are remembered
+                cache = cache_dir / f"{_cache_key(env, helpers_digest, dag_files[relative])}.json"
+                cache.write_text(json.dumps(entry))
+    problems: list[str] = []
+    owners: dict[str, str] = {}
+    for relative in sorted(results):
+        entry = results[relative]
+        for path, message in sorted(entry["errors"].items()):
+            last = message.strip().splitlines()[-1] if message.strip() else "import failed"
+            problems.append(f"{path}: import error: {last}")
+        for dag_id in entry["dag_ids"]:
+            if dag_id in owners:
+                problems.append(f"{relative}: duplicate DAG id {dag_id!r} (also defined in {owners[dag_id]})")
+            else:
+                owners[dag_id] = relative
+        report.dag_ids[relative] = entry["dag_ids"]
+    if problems:
+        raise DagCheckError(problems)
+    return report

@@ -1,0 +1,141 @@
+"""Commit the mirrored DAGs and push them, retrying on a remote that moved meanwhile.
+
+The remote is only ever changed by one `git push` of a fast-forward: a refusal, a failure or an
+interruption before it leaves the remote exactly as it was. The local work directory is a cache;
+whatever state an interrupted run left it in is reset on the next run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import random
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import git
+
+from ..errors import AirflowGitopsError
+from .mirror import Plan
+
+
+class PublishError(AirflowGitopsError):
+    """The DAG repository could not be read or updated."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Identity":
+        if "<" not in text or not text.rstrip().endswith(">"):
+            raise PublishError(f"--author {text!r}: expected 'Name <email>'")
+        name, email = text.rsplit("<", 1)
+        return cls(name.strip(), email.rstrip().rstrip(">").strip())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    commit: str | None  # None: nothing to publish
+    plan: Plan
+    attempts: int
+
+
+def workdir_for(cache: Path, url: str, branch: str) -> Path:
+    return cache / "sync-dags" / hashlib.sha256(f"{url}\n{branch}".encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _open_checkout(workdir: Path, url: str) -> git.Repo:
+    """The cached clone, repaired or re-created if an earlier run was interrupted."""
+    if (workdir / ".git").is_dir():
+        try:
+            repo = git.Repo(workdir)
+            (workdir / ".git" / "index.lock").unlink(missing_ok=True)
+            if repo.remotes.origin.url != url:
+                repo.remotes.origin.set_url(url)
+            return repo
+        except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError, AttributeError):
+            pass
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    repo = git.Repo.init(workdir)
+    repo.create_remote("origin", url)
+    return repo
+
+
+def _sync_to_remote(repo: git.Repo, branch: str) -> bool:
+    """Reset the checkout to the remote branch; False when the branch does not exist yet."""
+    try:
+        repo.git.fetch("--quiet", "--no-tags", "--depth=1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        exists = True
+    except git.GitCommandError as error:
+        if "couldn't find remote ref" not in str(error) and "could not find remote ref" not in str(error).lower():
+            raise PublishError(f"cannot fetch {branch} from {repo.remotes.origin.url}: {error.stderr.strip()}") from None
+        exists = False
+    if exists:
+        repo.git.checkout("--quiet", "--force", "-B", branch, f"refs/remotes/origin/{branch}")
+    else:
+        repo.git.checkout("--quiet", "--force", "--orphan", branch)
+        repo.git.rm("-rf", "--quiet", "--cached", "--ignore-unmatch", ".")
+    repo.git.clean("-ffdxq")
+    return exists
+
+
+def publish(
+    *,
+    url: str,
+    branch: str,
+    sub_path: str,
+    cache: Path,
+    mirror_into: Callable[[Path], Plan],
+    message: Callable[[Plan], str],
+    author: Identity,
+    committer: Identity,
+    max_attempts: int = 8,
+    dry_run: bool = False,
+) -> Outcome:
+    """Mirror, commit and push until the push lands (a fast-forward) or attempts run out.
+
+    `mirror_into(dir)` makes `dir` (the sub-path in the checkout) match the source and returns the
+    plan it carried out; with `dry_run` it must only plan.
+    """
+    workdir = workdir_for(cache, url, branch)
+    with _locked(workdir):
+        for attempt in range(1, max_attempts + 1):
+            repo = _open_checkout(workdir, url)
+            _sync_to_remote(repo, branch)
+            target = workdir / sub_path if sub_path else workdir
+            plan_ = mirror_into(target)
+            if dry_run or plan_.empty:
+                return Outcome(None, plan_, attempt)
+            repo.git.add("--all", "--", sub_path or ".")
+            env = {
+                "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
+                "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
+            }
+            repo.git.commit("--quiet", "--no-verify", "-m", message(plan_), env=env)
+            try:
+                repo.git.push("--quiet", "--porcelain", "origin", f"HEAD:refs/heads/{branch}")
+                return Outcome(repo.head.commit.hexsha, plan_, attempt)
+            except git.GitCommandError as error:
+                text = f"{error.stdout}\n{error.stderr}"
+                if not any(s in text for s in ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "[remote rejected]")):
+                    raise PublishError(f"push to {url} ({branch}) failed: {error.stderr.strip() or text.strip()}") from None
+                # Someone pushed meanwhile: start again from their commit, with backoff and jitter.
+                time.sleep(min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+        raise PublishError(f"gave up after {max_attempts} attempts: {url} ({branch}) kept moving during the sync")

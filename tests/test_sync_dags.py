@@ -1,0 +1,291 @@
+"""`airflow-gitops sync-dags` against real Git repositories: bare repositories over file:// and a
+`git daemon` on 127.0.0.1, the real DagBag import check of Airflow 3.3.2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from airflow_gitops.dags.check import DagCheckError
+from airflow_gitops.dags.sync import sync_dags
+from conftest import REPO
+
+CLI = str(Path(sys.executable).with_name("airflow-gitops"))
+GOOD_DAG = '''
+import pendulum
+from airflow.sdk import dag, task
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def build():
+    @task
+    def hello():
+        return "{dag_id}"
+    hello()
+
+build()
+'''
+
+
+def write_dag(source: Path, name: str, dag_id: str | None = None) -> Path:
+    path = source / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(GOOD_DAG.format(dag_id=dag_id or Path(name).stem))
+    return path
+
+
+def bare_repo(path: Path, seed: dict[str, str] | None = None, branch: str = "main") -> str:
+    """A bare repository, optionally with a first commit holding `seed` files."""
+    subprocess.run(["git", "init", "-q", "--bare", "-b", branch, str(path)], check=True)
+    if seed:
+        work = path.parent / (path.name + "-seed")
+        repo = git.Repo.init(work, initial_branch=branch)
+        for name, text in seed.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text(text)
+        repo.git.add("--all")
+        repo.git.commit("-qm", "seed", env={"GIT_AUTHOR_NAME": "seed", "GIT_AUTHOR_EMAIL": "s@e", "GIT_COMMITTER_NAME": "seed", "GIT_COMMITTER_EMAIL": "s@e"})
+        repo.git.push("-q", str(path), f"HEAD:refs/heads/{branch}")
+    return f"file://{path}"
+
+
+def remote_tree(url: str, branch: str = "main") -> dict[str, str]:
+    bare = url.removeprefix("file://")
+    listing = subprocess.run(["git", "--git-dir", bare, "ls-tree", "-r", "--name-only", branch], capture_output=True, text=True).stdout
+    return {p: subprocess.run(["git", "--git-dir", bare, "show", f"{branch}:{p}"], capture_output=True, text=True).stdout
+            for p in listing.split()}
+
+
+def remote_head(url: str, branch: str = "main") -> str:
+    out = subprocess.run(["git", "ls-remote", url, f"refs/heads/{branch}"], capture_output=True, text=True).stdout
+    return out.split()[0] if out else ""
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache of sync work directories of its own (Airflow environments stay shared)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("AIRFLOW_GITOPS_SYNC_CACHE", str(path))
+    return path
+
+
+def sync(source: Path, url: str, **kwargs):
+    return sync_dags(REPO, "dev", source=source, repo=url, branch="main", **kwargs)
+
+
+def test_first_sync_publishes_and_second_is_up_to_date(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "etl.py")
+    write_dag(source, "team/report.py")
+    first = sync(source, url, import_check=False)
+    assert first.status == "published" and sorted(first.plan.added) == ["etl.py", "team/report.py"]
+    tree = remote_tree(url)
+    assert tree["dags/etl.py"] == (source / "etl.py").read_text()
+    assert "Source-Commit:" in git.Repo(url.removeprefix("file://")).commit("main").message
+    head = remote_head(url)
+    second = sync(source, url, import_check=False)
+    assert second.status == "up-to-date" and second.commit is None
+    assert remote_head(url) == head
+
+
+def test_mirror_removes_only_managed_files_and_never_touches_others(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "owned by humans\n", "dags/legacy.py": "# not ours\n"})
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    write_dag(source, "b/c.py")
+    sync(source, url, import_check=False)
+    (source / "b" / "c.py").unlink()
+    write_dag(source, "a.py", dag_id="a_renamed")
+    result = sync(source, url, import_check=False)
+    assert result.plan.removed == ["b/c.py"] and result.plan.changed == ["a.py"]
+    tree = remote_tree(url)
+    assert "dags/b/c.py" not in tree
+    assert tree["README.md"] == "owned by humans\n" and tree["dags/legacy.py"] == "# not ours\n"
+    assert "a_renamed" in tree["dags/a.py"]
+
+
+def test_airflowignore_and_bytecode_are_honoured(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "keep.py")
+    write_dag(source, "scratch/skip.py")
+    write_dag(source, "notes_skip.py")
+    (source / ".airflowignore").write_text("scratch/\n*_skip.py\n")
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "keep.cpython-311.pyc").write_bytes(b"\0")
+    (source / "stale.pyc").write_bytes(b"\0")
+    sync(source, url, import_check=False)
+    assert sorted(remote_tree(url)) == ["dags/.airflow-gitops-managed.json", "dags/.airflowignore", "dags/keep.py"]
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    head = remote_head(url)
+    source = tmp_path / "src"
+    write_dag(source, "etl.py")
+    result = sync(source, url, import_check=False, dry_run=True)
+    assert result.status == "dry-run" and result.plan.added == ["etl.py"]
+    assert remote_head(url) == head
+
+
+def test_cli_json_summary_and_exit_codes(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "etl.py")
+    args = [CLI, "sync-dags", "--target", "dev", "--repo", url, "--branch", "main", "--source", str(source), "--no-import-check"]
+    result = subprocess.run([*args, "--json"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "published" and summary["added"] == ["etl.py"] and summary["sub_path"] == "dags"
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    (source / "broken.py").write_text("def broken(:\n")
+    refused = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 1 and "broken.py:1: syntax error" in refused.stderr
+
+
+def test_syntax_error_is_refused_with_file_and_line_and_remote_untouched(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    head = remote_head(url)
+    source = tmp_path / "src"
+    write_dag(source, "ok.py")
+    (source / "bad.py").write_text("x = 1\nif x\n    pass\n")
+    with pytest.raises(DagCheckError) as error:
+        sync(source, url, import_check=False)
+    assert error.value.problems == ["bad.py:2: syntax error: expected ':'"]
+    assert remote_head(url) == head
+
+
+@pytest.mark.slow
+def test_import_check_refuses_missing_modules_and_duplicate_dag_ids(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    head = remote_head(url)
+    source = tmp_path / "src"
+    write_dag(source, "good.py")
+    (source / "missing.py").write_text("from airflow.sdk import dag\nimport no_such_module_anywhere\n")
+    write_dag(source, "one.py", dag_id="same_id")
+    write_dag(source, "two.py", dag_id="same_id")
+    with pytest.raises(DagCheckError) as error:
+        sync(source, url)
+    problems = "\n".join(error.value.problems)
+    assert "missing.py: import error: ModuleNotFoundError: No module named 'no_such_module_anywhere'" in problems
+    assert "two.py: duplicate DAG id 'same_id' (also defined in one.py)" in problems
+    assert "good.py" not in problems
+    assert remote_head(url) == head
+
+
+@pytest.mark.slow
+def test_import_check_passes_real_dags_and_caches_unchanged_files(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    for i in range(3):
+        write_dag(source, f"dag_{i}_{tmp_path.name}.py")
+    first = sync(source, url)
+    assert first.status == "published" and first.dag_files == 3 and first.imported == 3
+    write_dag(source, f"dag_0_{tmp_path.name}.py", dag_id=f"changed_{tmp_path.name}")
+    second = sync(source, url)
+    assert second.imported == 1 and second.cached == 2
+
+
+def start_git_daemon(base: Path) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", f"--base-path={base}",
+         "--export-all", "--enable=receive-pack", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if subprocess.run(["git", "ls-remote", f"git://127.0.0.1:{port}/dags.git"], capture_output=True).returncode == 0:
+            return daemon, port
+        time.sleep(0.1)
+    daemon.kill()
+    pytest.fail("git daemon did not start")
+
+
+def test_concurrent_syncs_all_finish_and_the_remote_equals_one_source(tmp_path):
+    base = tmp_path / "served"
+    base.mkdir()
+    bare_repo(base / "dags.git", {"README.md": "outside the sub-path\n"})
+    daemon, port = start_git_daemon(base)
+    url = f"git://127.0.0.1:{port}/dags.git"
+    try:
+        sources = []
+        for n in range(3):
+            source = tmp_path / f"src{n}"
+            for i in range(20):
+                write_dag(source, f"dag_{i}.py", dag_id=f"dag_{i}_from_{n}")
+            sources.append(source)
+        procs = [
+            subprocess.Popen(
+                [CLI, "sync-dags", "--target", "dev", "--repo", url, "--branch", "main", "--source", str(s),
+                 "--no-import-check", "--json"],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "AIRFLOW_GITOPS_SYNC_CACHE": str(tmp_path / f"cache{n}")},
+            )
+            for n, s in enumerate(sources)
+        ]
+        # Meanwhile somebody else commits outside the sub-path: that commit must survive.
+        other = git.Repo.clone_from(url, tmp_path / "other")
+        (tmp_path / "other" / "NOTES.md").write_text("not DAGs\n")
+        other.git.add("NOTES.md")
+        other.git.commit("-qm", "notes", env={"GIT_AUTHOR_NAME": "o", "GIT_AUTHOR_EMAIL": "o@e", "GIT_COMMITTER_NAME": "o", "GIT_COMMITTER_EMAIL": "o@e"})
+        for _ in range(20):
+            if subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=other.working_dir, capture_output=True).returncode == 0:
+                break
+            other.git.pull("--rebase", "-q", "origin", "main")
+        results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+        for code, out, err in results:
+            assert code == 0, err
+        tree = remote_tree(f"file://{base / 'dags.git'}")
+        assert tree["README.md"] == "outside the sub-path\n" and tree["NOTES.md"] == "not DAGs\n"
+        dags = {p: t for p, t in tree.items() if p.startswith("dags/") and p.endswith(".py")}
+        matching = [n for n, s in enumerate(sources)
+                    if dags == {f"dags/{p.name}": p.read_text() for p in s.glob("*.py")}]
+        assert len(matching) == 1, "the remote must equal exactly one of the sources, never a mix"
+        assert sum(json.loads(out)["status"] == "published" for _, out, _ in results) >= 1
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_killed_sync_never_half_updates_the_remote_and_the_next_run_recovers(tmp_path):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    source = tmp_path / "src"
+    for i in range(300):
+        write_dag(source, f"dag_{i:03d}.py")
+    expected = {f"dags/{p.name}": p.read_text() for p in source.glob("*.py")}
+    env = {**os.environ, "AIRFLOW_GITOPS_SYNC_CACHE": str(tmp_path / "cache")}
+    args = [CLI, "sync-dags", "--target", "dev", "--repo", url, "--branch", "main", "--source", str(source), "--no-import-check"]
+    for delay in (0.3, 0.45, 0.6, 0.75):
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        tree = remote_tree(url)
+        dags = {p: t for p, t in tree.items() if p.startswith("dags/") and p.endswith(".py")}
+        assert dags in ({}, expected), "a killed sync left the remote half-updated"
+        if dags == expected:
+            break
+    # A stale lock and a dirty work directory, as a crash leaves them, are recovered.
+    for workdir in (tmp_path / "cache" / "sync-dags").glob("*"):
+        if (workdir / ".git").is_dir():
+            (workdir / ".git" / "index.lock").write_text("")
+            (workdir / "dags" / "junk.py").parent.mkdir(exist_ok=True)
+            (workdir / "dags" / "junk.py").write_text("junk")
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    tree = remote_tree(url)
+    assert {p: t for p, t in tree.items() if p.startswith("dags/") and p.endswith(".py")} == expected
+    assert tree["README.md"] == "x\n"
