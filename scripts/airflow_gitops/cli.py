@@ -89,6 +89,19 @@ def _sync_dags(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote_dags(args: argparse.Namespace) -> int:
+    from .dags.promote import promote
+
+    result = promote(find_root(), args.source_env, args.target_env, repo=args.repo)
+    if not result.changed:
+        print(f"{args.target_env} already runs {result.commit[:12]} ({result.kind} {result.target_ref})")
+    else:
+        was = result.previous[:12] if result.previous else "nothing"
+        print(f"{args.target_env}: {result.kind} {result.target_ref} {was} -> {result.commit[:12]} "
+              f"(what {args.source_env} runs on {result.source_ref})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--author", help="commit author, 'Name <email>' (default: $AIRFLOW_GITOPS_AUTHOR or airflow-gitops)")
     p.add_argument("--committer", help="commit committer, 'Name <email>' (default: the author)")
     p.set_defaults(func=_sync_dags)
+
+    p = sub.add_parser("promote-dags", help="point an environment's DAG ref at the exact commit another runs")
+    p.add_argument("--from", dest="source_env", required=True, help="environment whose DAGs were tested (e.g. staging)")
+    p.add_argument("--to", dest="target_env", required=True, help="environment to promote to (e.g. prod)")
+    p.add_argument("--repo", help="override the DAG repository URL from the inventory (both environments)")
+    p.set_defaults(func=_promote_dags)
 
     p = sub.add_parser("config-options", help="record the airflow.cfg options an Airflow version knows (for the compile-time check)")
     p.add_argument("--version", required=True, help="Apache Airflow version, e.g. 3.3.2")
