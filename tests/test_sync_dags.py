@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import git
@@ -187,11 +188,12 @@ def test_import_check_refuses_missing_modules_and_duplicate_dag_ids(tmp_path, ca
 def test_import_check_passes_real_dags_and_caches_unchanged_files(tmp_path, cache):
     url = bare_repo(tmp_path / "dags.git")
     source = tmp_path / "src"
+    unique = uuid.uuid4().hex[:12]  # contents never seen before, so nothing is cached yet
     for i in range(3):
-        write_dag(source, f"dag_{i}_{tmp_path.name}.py")
+        write_dag(source, f"dag_{i}_{unique}.py")
     first = sync(source, url)
     assert first.status == "published" and first.dag_files == 3 and first.imported == 3
-    write_dag(source, f"dag_0_{tmp_path.name}.py", dag_id=f"changed_{tmp_path.name}")
+    write_dag(source, f"dag_0_{unique}.py", dag_id=f"changed_{unique}")
     second = sync(source, url)
     assert second.imported == 1 and second.cached == 2
 

@@ -7,6 +7,7 @@ also generates their refs, and a steady-state recompile) and a single-environmen
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -50,11 +51,88 @@ def run(extra_environments: int, repeats: int) -> dict[str, float]:
     return {"single": single, "first": first, "steady": steady}
 
 
+DAG_TEMPLATE = """from airflow.sdk import dag, task
+import pendulum
+
+
+@dag(dag_id="bench_{n}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def bench_{n}():
+    @task
+    def work():
+        return {n}
+
+    work()
+
+
+bench_{n}()
+"""
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def run_sync_bench(files: int, repeats: int) -> dict[str, float]:
+    """sync-dags with one changed file among `files`, against plain git doing the same change."""
+    root = find_root()
+    cli = str(Path(sys.executable).with_name("airflow-gitops"))
+    identity = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@e"}
+    with tempfile.TemporaryDirectory(prefix="airflow-gitops-syncbench-") as tmp:
+        work = Path(tmp)
+        source, bare, clone = work / "src", work / "dags.git", work / "clone"
+        for n in range(files):
+            path = source / f"team_{n % 50:02d}" / f"dag_{n:05d}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(DAG_TEMPLATE.format(n=n))
+        _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=work)
+        url = f"file://{bare}"
+        env = {**os.environ, "AIRFLOW_GITOPS_SYNC_CACHE": str(work / "cache")}
+        args = [cli, "sync-dags", "--target", "dev", "--repo", url, "--branch", "main", "--source", str(source), "--no-import-check"]
+        subprocess.run(args, cwd=root, env=env, check=True, capture_output=True)
+        _git("clone", "-q", url, str(clone), cwd=work)
+        changed = source / "team_07" / "dag_00007.py"
+
+        def edit(i: int) -> None:
+            changed.write_text(DAG_TEMPLATE.format(n=7) + f"# edit {i}\n")
+
+        def timed(command) -> float:
+            start = time.perf_counter()
+            command()
+            return time.perf_counter() - start
+
+        ours, floor = [], []
+        for i in range(repeats):
+            edit(2 * i)
+            ours.append(timed(lambda: subprocess.run(args, cwd=root, env=env, check=True, capture_output=True)))
+            edit(2 * i + 1)
+
+            def plain_git() -> None:
+                _git("pull", "-q", "--ff-only", cwd=clone)
+                shutil.copyfile(changed, clone / "dags" / "team_07" / "dag_00007.py")
+                _git("add", "-A", cwd=clone)
+                subprocess.run(["git", "commit", "-qm", "edit"], cwd=clone, check=True, capture_output=True, env={**os.environ, **identity})
+                _git("push", "-q", "origin", "HEAD:main", cwd=clone)
+
+            floor.append(timed(plain_git))
+            _git("pull", "-q", "--ff-only", cwd=clone)
+        return {"ours": statistics.median(ours), "floor": statistics.median(floor)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-gitops-bench", description=__doc__)
     parser.add_argument("--environments", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dag-files", type=int, default=5000)
+    parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--skip-sync", action="store_true")
     args = parser.parse_args(argv)
+    if not args.skip_sync:
+        sync = run_sync_bench(args.dag_files, args.repeats)
+        print(f"sync-dags, {args.dag_files} DAG files, one changed (--no-import-check), median of {args.repeats}: "
+              f"{sync['ours']:.2f} s; plain git pull/copy/add/commit/push: {sync['floor']:.2f} s "
+              f"({sync['ours'] / sync['floor']:.2f}x)")
+    if args.skip_compile:
+        return 0
     figures = run(args.environments, args.repeats)
     total = args.environments + 3
     print(f"one environment (kapitan compile -t dev), median of {args.repeats}: {figures['single']:.2f} s")

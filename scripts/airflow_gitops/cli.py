@@ -6,19 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import yaml
-
 import tempfile
 from pathlib import Path
 
-from . import airflow_checks, config_options, inventory
-from .airflow_env import ensure_airflow
+# Subcommands import what they need when they run: `sync-dags` is on the edit loop's hot path.
 from .errors import AirflowGitopsError
-from .kapitan_runner import compile_targets
 from .repo import find_root
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from .kapitan_runner import compile_targets
+
     root = find_root()
     compile_targets(root, targets=args.target or None)
     print(f"compiled {', '.join(args.target) if args.target else 'every environment'} into compiled/")
@@ -26,12 +24,19 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _inventory(args: argparse.Namespace) -> int:
+    import yaml
+
+    from . import inventory
+
     params = inventory.airflow_parameters(find_root(), args.target)
     sys.stdout.write(yaml.safe_dump(params, sort_keys=True))
     return 0
 
 
 def _check_airflow(args: argparse.Namespace) -> int:
+    from . import airflow_checks, inventory
+    from .airflow_env import ensure_airflow
+
     root = find_root()
     targets = args.target or inventory.list_targets(root)
     for target in targets:
@@ -51,6 +56,9 @@ def _check_airflow(args: argparse.Namespace) -> int:
 
 
 def _config_options(args: argparse.Namespace) -> int:
+    from . import config_options
+    from .airflow_env import ensure_airflow
+
     root = find_root()
     env = ensure_airflow(root, args.version)
     with tempfile.TemporaryDirectory(prefix="airflow-home-") as home:

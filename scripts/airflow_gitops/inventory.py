@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import InventoryError
 from .kapitan_runner import explain_failure, run_kapitan
@@ -26,6 +25,8 @@ def target_parameters(root: Path, target: str) -> dict[str, Any]:
             f"inventory/targets/{target}.yml: no such environment "
             f"(known: {', '.join(list_targets(root)) or 'none'})"
         )
+    import yaml  # only on a cache miss: the edit loop's common path does not pay for it
+
     result = run_kapitan(["inventory", "-t", target], root)
     if result.returncode != 0:
         raise InventoryError(explain_failure(result.stdout + result.stderr))

@@ -11,8 +11,8 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,13 +66,25 @@ def _syntax_error(args: tuple[str, str]) -> str | None:
     return None
 
 
-def check_syntax(root: Path, files: dict[str, SourceFile], workers: int) -> list[str]:
-    python = [(str(root), f.path) for f in files.values() if f.is_python]
+def check_syntax(root: Path, files: dict[str, SourceFile], workers: int, cache_dir: Path | None = None) -> list[str]:
+    """file:line of every syntax error; contents that compiled before are not compiled again."""
+    known_good_file = cache_dir / f"syntax-ok-py{sys.version_info[0]}{sys.version_info[1]}.txt" if cache_dir else None
+    known_good = set(known_good_file.read_text().split()) if known_good_file and known_good_file.is_file() else set()
+    todo = [f for f in files.values() if f.is_python and f.digest not in known_good]
+    python = [(str(root), f.path) for f in todo]
     if len(python) < 64:
-        results = map(_syntax_error, python)
+        results = list(map(_syntax_error, python))
     else:
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_syntax_error, python, chunksize=64))
+    if known_good_file and todo:
+        good = known_good | {f.digest for f, r in zip(todo, results) if r is None}
+        known_good_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = known_good_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("\n".join(sorted(good)) + "\n")
+        tmp.replace(known_good_file)
     return [r for r in results if r]
 
 
@@ -124,6 +136,8 @@ def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFi
             todo.append(relative)
     report.cached = len(dag_files) - len(todo)
     if todo:
+        from concurrent.futures import ProcessPoolExecutor
+
         chunks = [todo[i::workers] for i in range(min(workers, len(todo)))]
         with ProcessPoolExecutor(max_workers=len(chunks)) as pool:
             for chunk_result in pool.map(_import_chunk, [env] * len(chunks), [root] * len(chunks), chunks):

@@ -40,15 +40,23 @@ def read_manifest(target: Path) -> set[str]:
     return set(json.loads(path.read_text()).get("files", []))
 
 
-def plan(source: dict[str, SourceFile], target: Path) -> Plan:
-    """What mirroring `source` into `target` (the sub-path directory) would do."""
+def plan(source: dict[str, SourceFile], target: Path, tracked: dict[str, str] | None = None) -> Plan:
+    """What mirroring `source` into `target` (the sub-path directory) would do.
+
+    `tracked` maps paths under `target` to their Git blob ids when `target` is a clean checkout,
+    which spares reading every file again.
+    """
     managed = read_manifest(target)
     result = Plan()
     for relative, item in source.items():
-        existing = target / relative
-        if not existing.is_file():
+        if tracked is not None:
+            current = tracked.get(relative)
+        else:
+            existing = target / relative
+            current = file_digest(existing) if existing.is_file() else None
+        if current is None:
             result.added.append(relative)
-        elif relative not in managed or file_digest(existing) != item.digest:
+        elif relative not in managed or current != item.digest:
             result.changed.append(relative)
     result.removed = sorted(p for p in managed - set(source) if (target / p).exists())
     return result

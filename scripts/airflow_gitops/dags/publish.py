@@ -96,13 +96,24 @@ def _sync_to_remote(repo: git.Repo, branch: str) -> bool:
     return exists
 
 
+def _tracked_blobs(repo: git.Repo, sub_path: str) -> dict[str, str]:
+    """Blob ids of the files under `sub_path`, from the index of a freshly reset checkout."""
+    listing = repo.git.ls_files("-s", "-z", "--", sub_path or ".")
+    prefix = f"{sub_path}/" if sub_path else ""
+    blobs = {}
+    for record in filter(None, listing.split("\0")):
+        meta, path = record.split("\t", 1)
+        blobs[path[len(prefix):]] = meta.split()[1]
+    return blobs
+
+
 def publish(
     *,
     url: str,
     branch: str,
     sub_path: str,
     cache: Path,
-    mirror_into: Callable[[Path], Plan],
+    mirror_into: Callable[[Path, dict[str, str]], Plan],
     message: Callable[[Plan], str],
     author: Identity,
     committer: Identity,
@@ -111,8 +122,9 @@ def publish(
 ) -> Outcome:
     """Mirror, commit and push until the push lands (a fast-forward) or attempts run out.
 
-    `mirror_into(dir)` makes `dir` (the sub-path in the checkout) match the source and returns the
-    plan it carried out; with `dry_run` it must only plan.
+    `mirror_into(dir, tracked)` makes `dir` (the sub-path in the checkout) match the source and
+    returns the plan it carried out; `tracked` maps the files under `dir` to their blob ids. With
+    `dry_run` it must only plan.
     """
     workdir = workdir_for(cache, url, branch)
     with _locked(workdir):
@@ -120,7 +132,7 @@ def publish(
             repo = _open_checkout(workdir, url)
             _sync_to_remote(repo, branch)
             target = workdir / sub_path if sub_path else workdir
-            plan_ = mirror_into(target)
+            plan_ = mirror_into(target, _tracked_blobs(repo, sub_path))
             if dry_run or plan_.empty:
                 return Outcome(None, plan_, attempt)
             repo.git.add("--all", "--", sub_path or ".")

@@ -3,6 +3,7 @@ DAG repository, branch and sub-path (the same inventory values its git-sync cont
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -100,9 +101,10 @@ def sync_dags(
     if not source.is_dir():
         raise AirflowGitopsError(f"{source}: no such DAG source directory")
     workers = workers or max(1, os.cpu_count() or 1)
-    files = scan(source)
+    digest_cache = cache_dir(root) / "dag-source" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
+    files = scan(source, digest_cache.with_suffix(".json"))
 
-    problems = check.check_syntax(source, files, workers)
+    problems = check.check_syntax(source, files, workers, cache_dir(root) / "dag-check")
     if problems:
         raise check.DagCheckError(problems)
     report = check.CheckReport()
@@ -114,8 +116,8 @@ def sync_dags(
     identity = publish.Identity.parse(author or os.environ.get("AIRFLOW_GITOPS_AUTHOR", "airflow-gitops <airflow-gitops@localhost>"))
     committer_identity = publish.Identity.parse(committer) if committer else identity
 
-    def mirror_into(target_dir: Path) -> mirror.Plan:
-        plan = mirror.plan(files, target_dir)
+    def mirror_into(target_dir: Path, tracked: dict[str, str]) -> mirror.Plan:
+        plan = mirror.plan(files, target_dir, tracked)
         if not dry_run and not plan.empty:
             mirror.apply(plan, source, files, target_dir)
         return plan
