@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..airflow_env import AirflowEnvironment
 from ..errors import AirflowGitopsError
+from ..progress import Progress
 from .source import SourceFile
 
 # Runs inside the Airflow virtualenv: one DagBag per file, so an error names its file.
@@ -77,8 +78,11 @@ def check_syntax(root: Path, files: dict[str, SourceFile], workers: int, cache_d
     else:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_syntax_error, python, chunksize=64))
+        with ProcessPoolExecutor(max_workers=workers) as pool, Progress("checking syntax", len(python)) as progress:
+            results = []
+            for result in pool.map(_syntax_error, python, chunksize=64):
+                results.append(result)
+                progress.advance()
     if known_good_file and todo:
         good = known_good | {f.digest for f, r in zip(todo, results) if r is None}
         known_good_file.parent.mkdir(parents=True, exist_ok=True)

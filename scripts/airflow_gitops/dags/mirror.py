@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..progress import Progress
 from .source import SourceFile, file_digest
 
 MANIFEST = ".airflow-gitops-managed.json"
@@ -64,10 +65,13 @@ def plan(source: dict[str, SourceFile], target: Path, tracked: dict[str, str] | 
 
 def apply(plan_: Plan, source_root: Path, source: dict[str, SourceFile], target: Path) -> None:
     """Carry out a plan and record the managed files."""
-    for relative in plan_.added + plan_.changed:
-        destination = target / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source_root / relative, destination)
+    copies = plan_.added + plan_.changed
+    with Progress("mirroring", len(copies)) as progress:
+        for relative in copies:
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source_root / relative, destination)
+            progress.advance()
     for relative in plan_.removed:
         (target / relative).unlink(missing_ok=True)
         parent = (target / relative).parent
