@@ -1,4 +1,6 @@
 // `airflow triggerer`: runs deferred tasks' triggers (which may import code from the DAG folder).
+// In dags.mode bundle it gets no DAGs: Airflow 3.3's triggerer never initializes a DAG bundle, so
+// trigger classes come from the image (git credentials go only where a bundle is cloned).
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
 
@@ -8,4 +10,4 @@ local main =
   a.container('triggerer', ['triggerer'], c.resources)
   + k.container.withProbes(liveness=a.jobCheckProbe('TriggererJob'));
 
-k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=true))
+k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle))

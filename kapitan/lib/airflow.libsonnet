@@ -1,5 +1,6 @@
 // What every Airflow pod of an environment shares: names, labels, the generated airflow.cfg,
-// secrets as Kapitan ref tags, volumes, the migration wait and the git-sync containers.
+// secrets as Kapitan ref tags, volumes, the migration wait, the git-sync containers and the Git
+// DAG bundle's connection.
 local k = import 'k8s.libsonnet';
 local inv = import 'inventory.libsonnet';
 local kap = import 'lib/kapitan.libjsonnet';
@@ -23,6 +24,9 @@ local paths = {
   podTemplates: '/opt/airflow/pod_templates',
   auth: '/opt/airflow/auth',
   authSecret: '/opt/airflow/auth-secret',
+  // dags.mode bundle with auth ssh: the credentials Secret and the known_hosts ConfigMap.
+  gitCredentials: '/opt/airflow/git-credentials',
+  gitKnownHosts: '/opt/airflow/git-known-hosts',
 };
 
 local names = {
@@ -42,11 +46,62 @@ local names = {
   logsPvc: 'airflow-logs',
 };
 
+local isBundle = p.dags.mode == 'bundle';
+
 local dagsFolder =
   if p.dags.mode == 'git-sync' then
     std.join('/', [paths.dagsMount, 'repo'] + (if p.dags.git_sync.sub_path == '' then [] else [p.dags.git_sync.sub_path]))
+  else if isBundle then
+    // Not parsed in bundle mode (the bundle list below replaces the dags-folder bundle): the
+    // image's own, empty, DAG folder.
+    paths.dagsMount
   else
     std.join('/', [paths.dagsMount] + (if p.dags.pvc.sub_path == '' then [] else [p.dags.pvc.sub_path]));
+
+// dags.mode bundle: Airflow 3's GitDagBundle (apache-airflow-providers-git, in the official image)
+// clones dags.git_sync.repo at dags.git_sync.ref itself, in every pod that parses or runs DAGs:
+// the dag-processor, the scheduler with the LocalExecutor and KubernetesExecutor worker pods.
+// The repository URL reaches Airflow as a connection in an environment variable; credentials
+// come from dags.git_sync.credentials_secret, never from Git.
+local bundle = {
+  local g = p.dags.git_sync,
+  name: 'dags',
+  connId: 'dags_git',
+  // Airflow's default is tempfile.gettempdir()/airflow/dag_bundles: set it so that it cannot
+  // move off the /tmp emptyDir (the root filesystem is read-only).
+  storagePath: '/tmp/airflow/dag_bundles',
+  // How often the bundle fetches: git-sync's period, in whole seconds (at least 1).
+  local unit = if std.endsWith(g.period, 'ms') then 'ms' else g.period[std.length(g.period) - 1],
+  local amount = std.parseInt(std.substr(g.period, 0, std.length(g.period) - std.length(unit))),
+  refreshInterval: std.max(1, if unit == 'ms' then std.ceil(amount / 1000) else amount * { s: 1, m: 60, h: 3600 }[unit]),
+  configList: std.manifestJsonMinified([{
+    name: $.name,
+    classpath: 'airflow.providers.git.bundles.git.GitDagBundle',
+    kwargs: {
+      git_conn_id: $.connId,
+      tracking_ref: g.ref,
+      refresh_interval: $.refreshInterval,
+    } + (if g.sub_path == '' then {} else { subdir: g.sub_path }),
+  }]),
+  // GitHook reads host (the URL), login/password (https) and the extras key_file,
+  // strict_host_key_checking and known_hosts_file (ssh). Host keys are always checked.
+  // Kubernetes expands $(VAR) from variables defined before this one in the same container.
+  connection: {
+    conn_type: 'git',
+    host: g.repo,
+    extra: { strict_host_key_checking: 'yes' }
+           + (if g.auth == 'ssh' then {
+                key_file: paths.gitCredentials + '/ssh',
+                known_hosts_file: paths.gitKnownHosts + '/known_hosts',
+              } else {}),
+  } + (if g.auth == 'https' then { login: '$(DAGS_GIT_USERNAME)', password: '$(DAGS_GIT_PASSWORD)' } else {}),
+  env:
+    (if g.auth == 'https' then [
+       k.container.envSecret('DAGS_GIT_USERNAME', g.credentials_secret, 'GITSYNC_USERNAME'),
+       k.container.envSecret('DAGS_GIT_PASSWORD', g.credentials_secret, 'GITSYNC_PASSWORD'),
+     ] else [])
+    + [k.container.envValue('AIRFLOW_CONN_' + std.asciiUpper($.connId), std.manifestJsonMinified($.connection))],
+};
 
 local isKubernetesExecutor = p.executor == 'KubernetesExecutor';
 
@@ -70,6 +125,10 @@ local derivedConfig = {
        + (if p.api_server.base_url == '' then {} else { base_url: p.api_server.base_url }),
   scheduler: { enable_health_check: 'True', scheduler_health_check_server_port: 8974 },
 } + (
+  if isBundle then {
+    dag_processor: { dag_bundle_config_list: bundle.configList, dag_bundle_storage_path: bundle.storagePath },
+  } else {}
+) + (
   if isKubernetesExecutor then {
     kubernetes_executor: {
       namespace: ns,
@@ -158,14 +217,29 @@ local baseMounts = [
   k.container.mount('logs', paths.logs),
 ];
 
+// The git-sync credentials Secret and known_hosts ConfigMap (auth https credentials reach the
+// bundle's connection through secretKeyRef instead of a volume).
+local gitAuthVolumes(g) =
+  (if g.auth == 'none' then [] else [k.volume.secret('git-sync-credentials', g.credentials_secret)])
+  + (if g.auth == 'ssh' then [k.volume.configMap('git-sync-known-hosts', names.gitSyncKnownHosts)] else []);
+
 local dagsVolumes =
   if p.dags.mode == 'git-sync' then
-    [k.volume.emptyDir('dags')]
-    + (if p.dags.git_sync.auth == 'none' then [] else [k.volume.secret('git-sync-credentials', p.dags.git_sync.credentials_secret)])
-    + (if p.dags.git_sync.auth == 'ssh' then [k.volume.configMap('git-sync-known-hosts', names.gitSyncKnownHosts)] else [])
+    [k.volume.emptyDir('dags')] + gitAuthVolumes(p.dags.git_sync)
+  else if isBundle then
+    (if p.dags.git_sync.auth == 'ssh' then gitAuthVolumes(p.dags.git_sync) else [])
   else [k.volume.pvc('dags', p.dags.pvc.claim_name, readOnly=true)];
 
-local dagsMounts = [k.container.mount('dags', paths.dagsMount, readOnly=true)];
+local dagsMounts =
+  if isBundle then
+    (if p.dags.git_sync.auth == 'ssh' then [
+       k.container.mount('git-sync-credentials', paths.gitCredentials, readOnly=true),
+       k.container.mount('git-sync-known-hosts', paths.gitKnownHosts, readOnly=true),
+     ] else [])
+  else [k.container.mount('dags', paths.dagsMount, readOnly=true)];
+
+// What a container that parses or runs DAGs needs besides its mounts: the bundle's connection.
+local dagsEnv = if isBundle then bundle.env else [];
 
 local gitSync(name, oneTime) =
   local g = p.dags.git_sync;
@@ -225,7 +299,7 @@ local podTemplate = {
         // the default SQLite path and fail the pod after 20 tries).
         k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
         k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-      ])
+      ] + dagsEnv)
       + k.container.withVolumeMounts(baseMounts + dagsMounts)
       + k.container.withResources(g.resources)
       + securityContext(),
@@ -257,6 +331,8 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   airflowCfg: airflowCfg,
   config: config,
   dagsFolder: dagsFolder,
+  isBundle: isBundle,
+  bundle: bundle,
   isKubernetesExecutor: isKubernetesExecutor,
   apiServerUrl: apiServerUrl,
   secretsData: secretsData,
@@ -269,6 +345,7 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   baseMounts: baseMounts,
   dagsVolumes: dagsVolumes,
   dagsMounts: dagsMounts,
+  dagsEnv: dagsEnv,
   gitSync: gitSync,
   waitForMigrations: waitForMigrations,
   securityContext: securityContext,
@@ -290,10 +367,12 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
     + securityContext(),
 
   // A long-running Airflow component: Deployment, ServiceAccount and optional PDB.
-  // `needsDags` adds the DAG volume (and the git-sync sidecar in git-sync mode).
+  // `needsDags` adds the DAG volume (and the git-sync sidecar in git-sync mode), or in bundle
+  // mode the bundle's connection (and SSH key and known_hosts mounts).
   component(component, name, params, mainContainer, needsDags=false, extraVolumes=[], extraInitContainers=[], apiAccess=false)::
     local withGitSync = needsDags && p.dags.mode == 'git-sync';
-    local main = mainContainer + k.container.withVolumeMounts(baseMounts + (if needsDags then dagsMounts else []));
+    local main = mainContainer + k.container.withVolumeMounts(baseMounts + (if needsDags then dagsMounts else []))
+                 + (if needsDags && dagsEnv != [] then k.container.withEnv(dagsEnv) else {});
     local pod =
       k.podSpec.new([main] + (if withGitSync then [gitSync('git-sync', false)] else []), name)
       + k.podSpec.withInitContainers([waitForMigrations] + (if withGitSync then [gitSync('git-sync-init', true)] else []) + extraInitContainers)

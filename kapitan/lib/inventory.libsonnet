@@ -31,6 +31,10 @@ local reservedConfig = {
     pod_template_file: 'the pod template is generated from parameters.airflow.workers',
   },
   logging: { base_log_folder: 'logs are mounted at /opt/airflow/logs' },
+  dag_processor: {
+    dag_bundle_config_list: 'it follows parameters.airflow.dags.mode (bundle: the Git DAG bundle of dags.git_sync.repo, ref and sub_path)',
+    dag_bundle_storage_path: 'DAG bundles are cloned into each pod\'s /tmp emptyDir (the root filesystem is read-only)',
+  },
 };
 
 local lines(s) = std.split(s, '\n');
