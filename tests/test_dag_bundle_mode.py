@@ -30,9 +30,12 @@ def bundle_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for env in AUTH:
         target = root / "inventory" / "targets" / f"{env}.yml"
         text = target.read_text().replace("  - airflow.dags.git-sync\n", "  - airflow.dags.bundle\n")
+        https = "        repo: https://github.com/example/airflow-dags.git\n"
+        if env == "dev":
+            text = text.replace("        ref: main\n", "        ref: main\n" + https + "        auth: none\n")
         if env == "staging":
             text = text.replace("        ref: staging\n",
-                                "        ref: staging\n        auth: https\n        credentials_secret: airflow-git-https\n"
+                                "        ref: staging\n" + https + "        auth: https\n        credentials_secret: airflow-git-https\n"
                                 "        period: 2m\n")
         target.write_text(text)
     result = compile_in(root)

@@ -25,7 +25,7 @@ CASES = {
                           "parameters.airflow.database.mode", "is not one of ['bundled', 'external']"),
     "unquoted kubernetes version": ("  airflow:\n    kubernetes_version: 1.33\n",
                                     "parameters.airflow.kubernetes_version", "is not a string"),
-    "ssh without known hosts": ("  airflow:\n    dags:\n      git_sync:\n        auth: ssh\n        credentials_secret: key\n",
+    "ssh without known hosts": ("  airflow:\n    dags:\n      git_sync:\n        auth: ssh\n        credentials_secret: key\n        known_hosts: ''\n",
                                 "parameters.airflow.dags.git_sync.known_hosts", "host-key checking is never off"),
     "secret in config": ("  airflow:\n    config:\n      core:\n        fernet_key: abc\n",
                          "parameters.airflow.config.core.fernet_key", "never written in the inventory"),

@@ -67,17 +67,29 @@ def test_promotion_is_refused_when_prod_has_commits_staging_lacks(dag_repo):
     assert head(url, "refs/heads/prod") == hotfix
 
 
-def test_a_prod_tag_is_moved_forward(dag_repo):
+def test_a_prod_tag_is_moved_forward_when_the_inventory_says_tag(dag_repo, scratch_repo):
     url, work = dag_repo
     old = commit(work, "a.py")
     work.git.push("-q", "origin", f"{old}:refs/tags/prod")
     staged = commit(work, "b.py")
     work.git.push("-q", "origin", "HEAD:refs/heads/staging")
-    result = promote(REPO, "staging", "prod", repo=url)
+    with pytest.raises(PromotionError, match="'prod' is a tag there, but the inventory of prod says dags.git_sync.ref_type: branch"):
+        promote(REPO, "staging", "prod", repo=url)
+    target = scratch_repo / "inventory" / "targets" / "prod.yml"
+    target.write_text(target.read_text().replace("        ref: prod\n", "        ref: prod\n        ref_type: tag\n"))
+    result = promote(scratch_repo, "staging", "prod", repo=url)
     assert result.kind == "tag" and head(url, "refs/tags/prod") == staged
+    assert head(url, "refs/heads/prod") == ""
 
 
 def test_promotion_without_a_staging_ref_says_to_sync_first(dag_repo):
     url, _ = dag_repo
     with pytest.raises(PromotionError, match="does not exist: sync its DAGs first"):
         promote(REPO, "staging", "prod", repo=url)
+
+
+def test_promotion_across_repositories_is_refused(scratch_repo):
+    target = scratch_repo / "inventory" / "targets" / "prod.yml"
+    target.write_text(target.read_text().replace("        ref: prod\n", "        ref: prod\n        repo: https://example.com/other.git\n"))
+    with pytest.raises(PromotionError, match="promotion moves a ref inside one repository"):
+        promote(scratch_repo, "staging", "prod")

@@ -291,3 +291,12 @@ def test_killed_sync_never_half_updates_the_remote_and_the_next_run_recovers(tmp
     tree = remote_tree(url)
     assert {p: t for p, t in tree.items() if p.startswith("dags/") and p.endswith(".py")} == expected
     assert tree["README.md"] == "x\n"
+
+
+@pytest.mark.slow
+def test_the_repository_dags_pass_the_import_check_with_their_requirements(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    result = sync_dags(REPO, "staging", repo=url, branch="staging", dry_run=True)
+    assert result.status == "dry-run" and result.dag_files >= 3
+    ids = {dag_id for ids in result.dag_ids.values() for dag_id in ids}
+    assert {"example_etl", "example_kubernetes_pod", "example_asset_producer", "example_asset_consumer"} <= ids

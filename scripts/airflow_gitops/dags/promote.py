@@ -1,8 +1,8 @@
 """`promote-dags`: point one environment's tracked DAG ref at the exact commit another runs.
 
 prod then runs what staging tested. The ref moves only forward: when the target ref has commits
-the source ref does not, the promotion is refused. A branch is fast-forwarded; a tag (when the
-target environment tracks a tag) is moved with a lease on its old value.
+the source ref does not, the promotion is refused. The target's `dags.git_sync.ref_type` says
+how: a branch is fast-forwarded, a tag is moved (with a lease on its old value).
 """
 
 from __future__ import annotations
@@ -63,8 +63,14 @@ def promote(root: Path, source_env: str, target_env: str, repo: str | None = Non
     if not commit:
         raise PromotionError(f"{url}: {source_env}'s ref {source.branch!r} does not exist: sync its DAGs first")
     target_refs = _remote_refs(url, target.branch)
-    kind = "tag" if f"refs/tags/{target.branch}" in target_refs else "branch"
+    kind = target.ref_type
     full_ref = f"refs/{'tags' if kind == 'tag' else 'heads'}/{target.branch}"
+    other = f"refs/{'heads' if kind == 'tag' else 'tags'}/{target.branch}"
+    if full_ref not in target_refs and other in target_refs:
+        raise PromotionError(
+            f"{url}: {target.branch!r} is a {'branch' if kind == 'tag' else 'tag'} there, but the inventory of "
+            f"{target_env} says dags.git_sync.ref_type: {kind}"
+        )
     previous = target_refs.get(f"{full_ref}^{{}}") or target_refs.get(full_ref)
     if previous == commit:
         return Promotion(url, source.branch, target.branch, commit, previous, kind, False)

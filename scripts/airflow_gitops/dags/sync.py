@@ -25,6 +25,7 @@ class DagSource:
     branch: str
     sub_path: str
     airflow_version: str
+    ref_type: str = "branch"  # how promote-dags moves this ref: branch | tag
 
 
 @dataclass
@@ -40,6 +41,7 @@ class SyncResult:
     cached: int = 0
     source_revision: str = ""
     dirty: bool = False
+    dag_ids: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,7 +57,8 @@ class SyncResult:
 def destination_for(root: Path, target: str, repo: str | None, branch: str | None) -> DagSource:
     params = inventory.airflow_parameters(root, target, cache=cache_dir(root))
     git_sync = params["dags"]["git_sync"]
-    return DagSource(repo or git_sync["repo"], branch or git_sync["ref"], git_sync["sub_path"].strip("/"), params["version"])
+    return DagSource(repo or git_sync["repo"], branch or git_sync["ref"], git_sync["sub_path"].strip("/"),
+                     params["version"], git_sync.get("ref_type", "branch"))
 
 
 def source_revision(root: Path, source: Path) -> tuple[str, bool]:
@@ -133,5 +136,5 @@ def sync_dags(
     return SyncResult(
         target=target, destination=destination, status=status, plan=outcome.plan, commit=outcome.commit,
         attempts=outcome.attempts, dag_files=report.checked, imported=report.imported, cached=report.cached,
-        source_revision=revision, dirty=dirty,
+        source_revision=revision, dirty=dirty, dag_ids=report.dag_ids,
     )
