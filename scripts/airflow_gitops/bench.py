@@ -120,7 +120,7 @@ def run_sync_bench(files: int, repeats: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-gitops-bench", description=__doc__)
-    parser.add_argument("--environments", type=int, default=50)
+    parser.add_argument("--environments", type=int, default=47, help="generated on top of the 3 committed ones")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dag-files", type=int, default=5000)
     parser.add_argument("--skip-compile", action="store_true")

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import git
+if TYPE_CHECKING:
+    import git
 
 from ..errors import AirflowGitopsError
-from .mirror import Plan
+from .mirror import MANIFEST, Plan
 
 
 class PublishError(AirflowGitopsError):
@@ -62,6 +63,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _open_checkout(workdir: Path, url: str) -> git.Repo:
     """The cached clone, repaired or re-created if an earlier run was interrupted."""
+    # Imported here: GitPython's import (~50 ms) then runs in prepare()'s thread, beside the checks.
+    import git
     if (workdir / ".git").is_dir():
         try:
             repo = git.Repo(workdir)
@@ -80,6 +83,7 @@ def _open_checkout(workdir: Path, url: str) -> git.Repo:
 
 def _sync_to_remote(repo: git.Repo, branch: str) -> bool:
     """Reset the checkout to the remote branch; False when the branch does not exist yet."""
+    import git
     try:
         repo.git.fetch("--quiet", "--no-tags", "--depth=1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
         exists = True
@@ -107,47 +111,73 @@ def _tracked_blobs(repo: git.Repo, sub_path: str) -> dict[str, str]:
     return blobs
 
 
-def publish(
-    *,
-    url: str,
-    branch: str,
-    sub_path: str,
-    cache: Path,
-    mirror_into: Callable[[Path, dict[str, str]], Plan],
-    message: Callable[[Plan], str],
-    author: Identity,
-    committer: Identity,
-    max_attempts: int = 8,
-    dry_run: bool = False,
-) -> Outcome:
-    """Mirror, commit and push until the push lands (a fast-forward) or attempts run out.
+class Publisher:
+    """One publication to `url`'s `branch`, holding the local clone's lock from start to end.
 
-    `mirror_into(dir, tracked)` makes `dir` (the sub-path in the checkout) match the source and
-    returns the plan it carried out; `tracked` maps the files under `dir` to their blob ids. With
-    `dry_run` it must only plan.
+    `prepare()` (fetch and reset the cached clone) may run in a thread while the caller checks the
+    DAGs; `publish()` then mirrors, commits and pushes, retrying from a fresh fetch when the remote
+    moved meanwhile.
     """
-    workdir = workdir_for(cache, url, branch)
-    with _locked(workdir):
+
+    def __init__(self, *, url: str, branch: str, sub_path: str, cache: Path):
+        self.url, self.branch, self.sub_path = url, branch, sub_path
+        self.workdir = workdir_for(cache, url, branch)
+        self._lock = _locked(self.workdir)
+
+    def __enter__(self) -> "Publisher":
+        self._lock.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.__exit__(*exc)
+
+    def prepare(self) -> git.Repo:
+        repo = _open_checkout(self.workdir, self.url)
+        _sync_to_remote(repo, self.branch)
+        return repo
+
+    def publish(
+        self,
+        *,
+        mirror_into: Callable[[Path, dict[str, str]], Plan],
+        message: Callable[[Plan], str],
+        author: Identity,
+        committer: Identity,
+        prepared: git.Repo | None = None,
+        max_attempts: int = 8,
+        dry_run: bool = False,
+    ) -> Outcome:
+        """Mirror, commit and push until the push lands (a fast-forward) or attempts run out.
+
+        `mirror_into(dir, tracked)` makes `dir` (the sub-path in the checkout) match the source and
+        returns the plan it carried out; `tracked` maps the files under `dir` to their blob ids. With
+        `dry_run` it must only plan.
+        """
+        import git
+
+        sub_path = self.sub_path
         for attempt in range(1, max_attempts + 1):
-            repo = _open_checkout(workdir, url)
-            _sync_to_remote(repo, branch)
-            target = workdir / sub_path if sub_path else workdir
+            repo = prepared if (attempt == 1 and prepared is not None) else self.prepare()
+            target = self.workdir / sub_path if sub_path else self.workdir
             plan_ = mirror_into(target, _tracked_blobs(repo, sub_path))
             if dry_run or plan_.empty:
                 return Outcome(None, plan_, attempt)
-            repo.git.add("--all", "--", sub_path or ".")
+            touched = plan_.added + plan_.changed + plan_.removed
+            # Naming the paths spares Git a scan of every file on small changes to large trees.
+            paths = [f"{sub_path}/{p}" if sub_path else p for p in touched] + [f"{sub_path}/{MANIFEST}" if sub_path else MANIFEST]
+            repo.git.add("--all", "--", *(paths if len(paths) <= 200 else [sub_path or "."]))
             env = {
                 "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
                 "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
             }
             repo.git.commit("--quiet", "--no-verify", "-m", message(plan_), env=env)
             try:
-                repo.git.push("--quiet", "--porcelain", "origin", f"HEAD:refs/heads/{branch}")
+                repo.git.push("--quiet", "--porcelain", "origin", f"HEAD:refs/heads/{self.branch}")
                 return Outcome(repo.head.commit.hexsha, plan_, attempt)
             except git.GitCommandError as error:
                 text = f"{error.stdout}\n{error.stderr}"
                 if not any(s in text for s in ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "[remote rejected]")):
-                    raise PublishError(f"push to {url} ({branch}) failed: {error.stderr.strip() or text.strip()}") from None
+                    raise PublishError(f"push to {self.url} ({self.branch}) failed: {error.stderr.strip() or text.strip()}") from None
                 # Someone pushed meanwhile: start again from their commit, with backoff and jitter.
                 time.sleep(min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
-        raise PublishError(f"gave up after {max_attempts} attempts: {url} ({branch}) kept moving during the sync")
+        raise PublishError(f"gave up after {max_attempts} attempts: {self.url} ({self.branch}) kept moving during the sync")

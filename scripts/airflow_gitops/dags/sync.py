@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,34 +105,38 @@ def sync_dags(
     if not source.is_dir():
         raise AirflowGitopsError(f"{source}: no such DAG source directory")
     workers = workers or max(1, os.cpu_count() or 1)
-    digest_cache = cache_dir(root) / "dag-source" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
-    files = scan(source, digest_cache.with_suffix(".json"))
-
-    problems = check.check_syntax(source, files, workers, cache_dir(root) / "dag-check")
-    if problems:
-        raise check.DagCheckError(problems)
-    report = check.CheckReport()
-    if import_check:
-        env = ensure_airflow(root, destination.airflow_version, requirements_of(source))
-        report = check.check_imports(env, source, files, cache_dir(root) / "dag-check", workers)
-
-    revision, dirty = source_revision(root, source)
     identity = publish.Identity.parse(author or os.environ.get("AIRFLOW_GITOPS_AUTHOR", "airflow-gitops <airflow-gitops@localhost>"))
     committer_identity = publish.Identity.parse(committer) if committer else identity
-
-    def mirror_into(target_dir: Path, tracked: dict[str, str]) -> mirror.Plan:
-        plan = mirror.plan(files, target_dir, tracked)
-        if not dry_run and not plan.empty:
-            mirror.apply(plan, source, files, target_dir)
-        return plan
-
     sync_cache = Path(os.environ.get("AIRFLOW_GITOPS_SYNC_CACHE") or cache_dir(root))
-    outcome = publish.publish(
-        url=destination.repo, branch=destination.branch, sub_path=destination.sub_path,
-        cache=sync_cache, mirror_into=mirror_into,
-        message=lambda plan: commit_message(target, revision, dirty, plan),
-        author=identity, committer=committer_identity, dry_run=dry_run,
-    )
+
+    with publish.Publisher(url=destination.repo, branch=destination.branch, sub_path=destination.sub_path,
+                           cache=sync_cache) as publisher, ThreadPoolExecutor(max_workers=2) as background:
+        # Git waits on the network and the disk while the DAGs are checked.
+        prepared = background.submit(publisher.prepare)
+        revision_of_source = background.submit(source_revision, root, source)
+
+        digest_cache = cache_dir(root) / "dag-source" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
+        files = scan(source, digest_cache.with_suffix(".json"))
+        problems = check.check_syntax(source, files, workers, cache_dir(root) / "dag-check")
+        if problems:
+            raise check.DagCheckError(problems)
+        report = check.CheckReport()
+        if import_check:
+            env = ensure_airflow(root, destination.airflow_version, requirements_of(source))
+            report = check.check_imports(env, source, files, cache_dir(root) / "dag-check", workers)
+        revision, dirty = revision_of_source.result()
+
+        def mirror_into(target_dir: Path, tracked: dict[str, str]) -> mirror.Plan:
+            plan = mirror.plan(files, target_dir, tracked)
+            if not dry_run and not plan.empty:
+                mirror.apply(plan, source, files, target_dir)
+            return plan
+
+        outcome = publisher.publish(
+            mirror_into=mirror_into, prepared=prepared.result(),
+            message=lambda plan: commit_message(target, revision, dirty, plan),
+            author=identity, committer=committer_identity, dry_run=dry_run,
+        )
     status = "dry-run" if dry_run else ("up-to-date" if outcome.commit is None else "published")
     return SyncResult(
         target=target, destination=destination, status=status, plan=outcome.plan, commit=outcome.commit,
