@@ -43,8 +43,9 @@ def read_tree(path: Path) -> dict[str, bytes]:
 
 
 def load_manifests(compiled: Path, env: str) -> dict[str, dict]:
-    """file name -> object, for compiled/<env>/manifests."""
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((compiled / env / "manifests").glob("*.yaml"))}
+    """file name -> object, for compiled/<env>/manifests (kustomization.yaml is not an object)."""
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((compiled / env / "manifests").glob("*.yaml"))
+            if p.name != "kustomization.yaml"}
 
 
 @pytest.fixture(scope="session")

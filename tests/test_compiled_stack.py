@@ -260,3 +260,32 @@ def test_admin_password_file_is_copied_writable_for_the_auth_manager(manifests):
 def test_kubernetes_executor_task_logs_outlive_worker_pods(manifests):
     for env in ("staging", "prod"):
         assert manifests(env)["persistentvolumeclaim-airflow-logs.yaml"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_kubectl_kustomize_builds_every_object_of_the_environment(env, fresh_repo, manifests):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+    directory = fresh_repo / "compiled" / env / "manifests"
+    listed = yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(manifests(env))
+    built = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    objects = [o for o in yaml.safe_load_all(built.stdout) if o]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in manifests(env).values())
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_sync_waves_order_namespace_config_migrations_then_workloads(env, manifests):
+    wave = {name: int(o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for name, o in manifests(env).items()}
+    job = next(w for n, w in wave.items() if n.startswith("job-"))
+    assert wave[f"namespace-airflow-{env}.yaml"] < wave["secret-airflow-secrets.yaml"] < job
+    assert wave["configmap-airflow-config.yaml"] < job
+    assert all(wave[n] > job for n in wave if n.startswith("deployment-"))
+    if "statefulset-airflow-postgres.yaml" in wave:
+        assert wave["statefulset-airflow-postgres.yaml"] < job
