@@ -1,0 +1,2 @@
+// Placeholder until the argocd objects land: no files.
+{}

@@ -1,0 +1,2 @@
+// Placeholder until the flux objects land: no files.
+{}
