@@ -1,2 +1,23 @@
-// Placeholder until the argocd objects land: no files.
-{}
+// The Argo CD Application that applies compiled/<env>/manifests, when this environment's
+// engine is Argo CD. Secrets in the manifests are Kapitan ref tags: the Application renders
+// through the kapitan-refs plugin (see the bootstrap target) that reveals them at apply time.
+local argocd = import 'argocd.libsonnet';
+local inv = import 'inventory.libsonnet';
+
+local p = inv.airflow;
+local g = p.gitops;
+
+if g.engine != 'argocd' then {} else {
+  ['application-airflow-' + p.environment]: argocd.application(
+    name='airflow-' + p.environment,
+    namespace=g.argocd.namespace,
+    project=g.argocd.project,
+    repoURL=g.repo_url,
+    revision=g.revision,
+    path='compiled/%s/manifests' % p.environment,
+    server=g.argocd.destination_server,
+    destinationNamespace=p.namespace,
+    prune=g.argocd.prune,
+    selfHeal=g.argocd.self_heal,
+  ),
+}

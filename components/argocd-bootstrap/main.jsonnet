@@ -1,0 +1,125 @@
+// One `kubectl apply -k compiled/bootstrap/argocd` brings every Argo CD environment: the
+// AppProjects, an app-of-apps that picks up compiled/<env>/argocd/application-*.yaml, and the
+// kapitan-refs config-management plugin (plus the argocd-repo-server sidecar patch it needs).
+local argocd = import 'argocd.libsonnet';
+local kap = import 'lib/kapitan.libjsonnet';
+
+local all = kap.inventory_global();
+local environments = [
+  all[t].parameters.airflow
+  for t in std.objectFields(all)
+  if std.objectHas(all[t].parameters, 'airflow') && all[t].parameters.airflow.gitops.engine == 'argocd'
+];
+local settings = if environments == [] then error 'bootstrap: no environment uses gitops.engine: argocd' else environments[0].gitops;
+local differing = [
+  e.environment for e in environments
+  if e.gitops.repo_url != settings.repo_url || e.gitops.revision != settings.revision
+     || e.gitops.argocd.namespace != settings.argocd.namespace || e.gitops.argocd.project != settings.argocd.project
+];
+local g = if differing != [] then
+  error 'bootstrap: environments %s use another gitops.repo_url, revision, argocd.namespace or argocd.project than %s: one Argo CD bootstrap needs them equal' % [std.join(', ', differing), environments[0].environment]
+else settings;
+local ns = g.argocd.namespace;
+local cmName = 'argocd-cmp-' + argocd.pluginName;
+
+// Only the kinds our components emit, in the environments' namespaces, from this repository.
+local namespaced = [
+  { group: '', kind: k } for k in ['ConfigMap', 'PersistentVolumeClaim', 'Secret', 'Service', 'ServiceAccount']
+] + [
+  { group: 'apps', kind: 'Deployment' }, { group: 'apps', kind: 'StatefulSet' }, { group: 'batch', kind: 'Job' },
+  { group: 'policy', kind: 'PodDisruptionBudget' },
+  { group: 'rbac.authorization.k8s.io', kind: 'Role' }, { group: 'rbac.authorization.k8s.io', kind: 'RoleBinding' },
+];
+
+local project(name, description, destinations, clusterKinds, namespacedKinds) = {
+  apiVersion: 'argoproj.io/v1alpha1',
+  kind: 'AppProject',
+  metadata: { name: name, namespace: ns, labels: argocd.labels('project') },
+  spec: {
+    description: description,
+    sourceRepos: [g.repo_url],
+    destinations: destinations,
+    clusterResourceWhitelist: clusterKinds,
+    namespaceResourceWhitelist: namespacedKinds,
+  },
+};
+
+local revealScript = |||
+  set -eu
+  # The repository root: the working directory is <root>/<the Application's path>.
+  root="${PWD%/"$ARGOCD_APP_SOURCE_PATH"}"
+  kapitan refs --reveal -f . --refs-path "$root/kapitan/refs" | python3 -c '
+  import sys, yaml
+  docs = [d for d in yaml.safe_load_all(sys.stdin)
+          if d and not str(d.get("apiVersion", "")).startswith("kustomize.config.k8s.io")]
+  yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)'
+|||;
+
+local plugin = {
+  apiVersion: 'argoproj.io/v1alpha1',
+  kind: 'ConfigManagementPlugin',
+  metadata: { name: argocd.pluginName },
+  spec: {
+    version: argocd.pluginVersion,
+    generate: { command: ['sh', '-c'], args: [revealScript] },
+  },
+};
+
+{
+  'appproject-airflow': project(
+    g.argocd.project, 'Airflow environments compiled by Kapitan',
+    [{ server: e.gitops.argocd.destination_server, namespace: e.namespace } for e in environments],
+    [{ group: '', kind: 'Namespace' }],
+    namespaced,
+  ),
+  'appproject-airflow-bootstrap': project(
+    'airflow-bootstrap', 'The app-of-apps that creates one Application per Airflow environment',
+    [{ server: 'https://kubernetes.default.svc', namespace: ns }],
+    [],
+    [{ group: 'argoproj.io', kind: 'Application' }],
+  ),
+  'application-airflow-bootstrap': argocd.application(
+    name='airflow-bootstrap', namespace=ns, project='airflow-bootstrap', repoURL=g.repo_url, revision=g.revision,
+    path='compiled', server='https://kubernetes.default.svc', destinationNamespace=ns,
+    prune=true, selfHeal=true, plugin=false,
+  // Every environment's Application; not this one, which is applied by hand once.
+  ) + { spec+: { source+: { directory+: { include: '*/argocd/application-airflow-*.yaml', exclude: 'bootstrap/argocd/*' } } } },
+  ['configmap-' + cmName]: {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: cmName, namespace: ns, labels: argocd.labels('config-management-plugin') },
+    data: { 'plugin.yaml': std.manifestYamlDoc(plugin, indent_array_in_object=true, quote_keys=false) + '\n' },
+  },
+  // Not an object: `kubectl -n argocd patch deployment argocd-repo-server --patch-file <this>`.
+  'patch-argocd-repo-server': {
+    spec: { template: { spec: {
+      containers: [{
+        name: argocd.pluginName,
+        image: g.argocd.plugin_image,
+        command: ['/var/run/argocd/argocd-cmp-server'],
+        securityContext: {
+          runAsNonRoot: true, runAsUser: 999, allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' },
+        },
+        volumeMounts: [
+          { name: 'var-files', mountPath: '/var/run/argocd' },
+          { name: 'plugins', mountPath: '/home/argocd/cmp-server/plugins' },
+          { name: cmName, mountPath: '/home/argocd/cmp-server/config/plugin.yaml', subPath: 'plugin.yaml' },
+          { name: 'cmp-tmp', mountPath: '/tmp' },
+        ],
+      }],
+      volumes: [
+        { name: cmName, configMap: { name: cmName } },
+        { name: 'cmp-tmp', emptyDir: {} },
+      ],
+    } } },
+  },
+  kustomization: {
+    apiVersion: 'kustomize.config.k8s.io/v1beta1',
+    kind: 'Kustomization',
+    resources: [
+      'appproject-airflow.yaml', 'appproject-airflow-bootstrap.yaml',
+      'application-airflow-bootstrap.yaml', 'configmap-' + cmName + '.yaml',
+    ],
+  },
+}

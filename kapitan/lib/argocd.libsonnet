@@ -1,0 +1,37 @@
+// Argo CD objects shared by an environment's Application and the bootstrap target.
+{
+  // The config-management plugin that reveals Kapitan ref tags at apply time (secrets never
+  // leave the cluster's repo-server in plain text, and never exist in Git).
+  pluginName: 'kapitan-refs',
+  pluginVersion: 'v1',
+
+  labels(component):: {
+    'app.kubernetes.io/name': 'airflow-gitops',
+    'app.kubernetes.io/component': component,
+    'app.kubernetes.io/managed-by': 'kapitan',
+  },
+
+  application(name, namespace, project, repoURL, revision, path, server, destinationNamespace, prune, selfHeal, plugin=true):: {
+    apiVersion: 'argoproj.io/v1alpha1',
+    kind: 'Application',
+    metadata: { name: name, namespace: namespace, labels: $.labels('application') },
+    spec: {
+      project: project,
+      source: { repoURL: repoURL, targetRevision: revision, path: path }
+              + (if plugin then { plugin: { name: $.pluginName + '-' + $.pluginVersion } } else { directory: { recurse: true } }),
+      destination: { server: server, namespace: destinationNamespace },
+      revisionHistoryLimit: 10,
+      syncPolicy: {
+        automated: { prune: prune, selfHeal: selfHeal },
+        syncOptions: [
+          // The Namespace is one of our objects (with its Pod Security labels).
+          'CreateNamespace=false',
+          // Delete what left Git only after everything else is healthy.
+          'PruneLast=true',
+          'ServerSideApply=true',
+        ],
+        retry: { limit: 5, backoff: { duration: '10s', factor: 2, maxDuration: '3m' } },
+      },
+    },
+  },
+}
