@@ -35,14 +35,33 @@ local wave(obj) =
   else if obj.kind == 'Service' then '0'
   else '-2';
 
+// Three directories, each a kustomization of its own, applied in this order: Flux applies each
+// as a separate Kustomization (its `path` is a directory) and waits for one before the next;
+// Argo CD reads the top-level kustomization.yaml, which lists all three, and orders by waves.
+//   base:       namespace, config, secrets, accounts, RBAC, PVCs and the bundled PostgreSQL
+//   migrations: the `airflow db migrate` Job
+//   workloads:  Deployments, their Services and PodDisruptionBudgets
+local group(obj) =
+  if obj.kind == 'Job' then 'migrations'
+  else if std.member(['Deployment', 'PodDisruptionBudget'], obj.kind)
+          || obj.kind == 'Service' && obj.metadata.name != 'airflow-postgres' then 'workloads'
+  else 'base';
+local groups = ['base', 'migrations', 'workloads'];
+
+local kustomization(resources) = {
+  apiVersion: 'kustomize.config.k8s.io/v1beta1',
+  kind: 'Kustomization',
+  resources: resources,
+};
+
 {
-  [name]: files[name] { metadata+: { annotations+: { 'argocd.argoproj.io/sync-wave': wave(files[name]) } } }
+  [group(files[name]) + '/' + name]:
+    files[name] { metadata+: { annotations+: { 'argocd.argoproj.io/sync-wave': wave(files[name]) } } }
   for name in std.objectFields(files)
 } + {
-  // `kubectl kustomize compiled/<env>/manifests` builds the environment exactly as Flux does.
-  kustomization: {
-    apiVersion: 'kustomize.config.k8s.io/v1beta1',
-    kind: 'Kustomization',
-    resources: [name + '.yaml' for name in std.objectFields(files)],
-  },
+  [g + '/kustomization']: kustomization([name + '.yaml' for name in std.objectFields(files) if group(files[name]) == g])
+  for g in groups
+} + {
+  // `kubectl kustomize compiled/<env>/manifests` builds the whole environment (what Argo CD applies).
+  kustomization: kustomization(groups),
 }

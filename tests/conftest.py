@@ -42,10 +42,22 @@ def read_tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+# compiled/<env>/manifests/<group>/<kind>-<name>.yaml, applied in this order (one Flux
+# Kustomization each); compiled/<env>/manifests/kustomization.yaml lists the three directories.
+MANIFEST_GROUPS = ("base", "migrations", "workloads")
+
+
+def manifest_files(compiled: Path, env: str) -> dict[str, Path]:
+    """file name -> path of every object of compiled/<env>/manifests (kustomization.yaml files excluded)."""
+    paths = [p for p in sorted((compiled / env / "manifests").rglob("*.yaml")) if p.name != "kustomization.yaml"]
+    files = {p.name: p for p in paths}
+    assert len(files) == len(paths), f"a file name occurs in two directories of compiled/{env}/manifests"
+    return files
+
+
 def load_manifests(compiled: Path, env: str) -> dict[str, dict]:
-    """file name -> object, for compiled/<env>/manifests (kustomization.yaml is not an object)."""
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((compiled / env / "manifests").glob("*.yaml"))
-            if p.name != "kustomization.yaml"}
+    """file name -> object, for compiled/<env>/manifests and its group directories."""
+    return {name: yaml.safe_load(path.read_text()) for name, path in manifest_files(compiled, env).items()}
 
 
 @pytest.fixture(scope="session")

@@ -270,8 +270,12 @@ def test_kubectl_kustomize_builds_every_object_of_the_environment(env, fresh_rep
     from pathlib import Path
 
     kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+    from conftest import MANIFEST_GROUPS
+
     directory = fresh_repo / "compiled" / env / "manifests"
-    listed = yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"]
+    assert yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"] == list(MANIFEST_GROUPS)
+    listed = [name for group in MANIFEST_GROUPS
+              for name in yaml.safe_load((directory / group / "kustomization.yaml").read_text())["resources"]]
     assert sorted(listed) == sorted(manifests(env))
     built = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr

@@ -96,7 +96,7 @@ def test_revealed_fernet_key_is_a_valid_fernet_key(env):
     from cryptography.fernet import Fernet
 
     kapitan = str(Path(sys.executable).with_name("kapitan"))
-    manifest = REPO / "compiled" / env / "manifests" / "secret-airflow-secrets.yaml"
+    manifest = REPO / "compiled" / env / "manifests" / "base" / "secret-airflow-secrets.yaml"
     revealed = subprocess.run([kapitan, "refs", "--reveal", "-f", str(manifest)], cwd=REPO, capture_output=True, text=True, check=True)
     data = yaml.safe_load(revealed.stdout)["stringData"]
     token = Fernet(data["fernet-key"].encode()).encrypt(b"connection")
@@ -112,5 +112,5 @@ def test_readme_example_environment_compiles_from_a_short_target(scratch_repo):
     (scratch_repo / "inventory" / "targets" / "qa.yml").write_text(example)
     result = compile_in(scratch_repo, "-t", "qa")
     assert result.returncode == 0, result.stdout[-2000:]
-    objects = {p.name for p in (scratch_repo / "compiled" / "qa" / "manifests").glob("*.yaml")}
+    objects = {p.name for p in (scratch_repo / "compiled" / "qa" / "manifests").rglob("*.yaml")}
     assert "namespace-airflow-qa.yaml" in objects and "role-airflow-scheduler.yaml" in objects

@@ -24,12 +24,13 @@ import pytest
 import yaml
 
 from airflow_gitops.airflow_env import ensure_airflow
-from conftest import REPO
+from conftest import REPO, manifest_files
 
 pytestmark = pytest.mark.slow
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-MANIFESTS = REPO / "compiled" / "dev" / "manifests"
+# file name -> path under compiled/dev/manifests/{base,migrations,workloads}
+MANIFESTS = manifest_files(REPO / "compiled", "dev")
 KAPITAN = str(Path(sys.executable).with_name("kapitan"))
 
 
@@ -40,11 +41,11 @@ def free_port() -> int:
 
 
 def manifest(name: str) -> dict:
-    return yaml.safe_load((MANIFESTS / name).read_text())
+    return yaml.safe_load(MANIFESTS[name].read_text())
 
 
 def revealed_secret(name: str) -> dict[str, str]:
-    result = subprocess.run([KAPITAN, "refs", "--reveal", "-f", str(MANIFESTS / name)],
+    result = subprocess.run([KAPITAN, "refs", "--reveal", "-f", str(MANIFESTS[name])],
                             cwd=REPO, capture_output=True, text=True, check=True)
     return yaml.safe_load(result.stdout)["stringData"]
 
@@ -145,7 +146,7 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
     })
     airflow = str(airflow_env.airflow)
 
-    job = manifest(next(p.name for p in MANIFESTS.glob("job-airflow-db-migrate-*.yaml")))
+    job = manifest(next(n for n in MANIFESTS if n.startswith("job-airflow-db-migrate-")))
     migrate = subprocess.run([airflow, *job["spec"]["template"]["spec"]["containers"][0]["args"]], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     wait_args = scheduler["initContainers"][0]["args"]

@@ -1,2 +1,74 @@
-// Placeholder until the flux objects land: no files.
-{}
+// The Flux objects that apply compiled/<env>/manifests, when this environment's engine is Flux
+// (class gitops.flux); nothing otherwise. Applied once by hand (or by a Flux Kustomization
+// pointing at compiled/<env>/flux), they make Flux reconcile the environment from Git:
+//   GitRepository airflow-<env>                      this repository at gitops.revision
+//   Kustomization airflow-<env>-base                 namespace, config, secrets, accounts, RBAC,
+//                                                    PVCs, bundled PostgreSQL (health-checked)
+//   Kustomization airflow-<env>-migrations           the `airflow db migrate` Job (waits until it
+//                                                    succeeded), after base
+//   Kustomization airflow-<env>-workloads            Deployments, Services, PDBs, after migrations
+// Each path is one of the directories components/main.jsonnet writes, with its own
+// kustomization.yaml. Flux has no hooks: the Job runs because it is new (its name carries a hash).
+// Secrets in the manifests are Kapitan ref tags, which Flux cannot reveal.
+local a = import 'airflow.libsonnet';
+local k = import 'k8s.libsonnet';
+
+local p = a.params;
+local g = p.gitops;
+local f = g.flux;
+local name = 'airflow-' + p.environment;
+local manifests = 'compiled/%s/manifests' % p.environment;
+
+// Flux takes http(s):// and ssh:// URLs only: git@host:path becomes ssh://git@host/path.
+local url =
+  if std.startsWith(g.repo_url, 'git@') then
+    local at = std.findSubstr(':', g.repo_url)[0];
+    'ssh://%s/%s' % [std.substr(g.repo_url, 0, at), std.substr(g.repo_url, at + 1, std.length(g.repo_url))]
+  else g.repo_url;
+
+local source = {
+  apiVersion: 'source.toolkit.fluxcd.io/v1',
+  kind: 'GitRepository',
+  metadata: { name: name, namespace: f.namespace, labels: a.labels('gitops') },
+  spec: {
+    interval: f.interval,
+    url: url,
+    ref: { branch: g.revision },
+  } + (if f.secret_ref == '' then {} else { secretRef: { name: f.secret_ref } }),
+};
+
+local kustomization(step, dependsOn, extra) = {
+  apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
+  kind: 'Kustomization',
+  metadata: { name: '%s-%s' % [name, step], namespace: f.namespace, labels: a.labels('gitops') },
+  spec: {
+    interval: f.interval,
+    timeout: f.timeout,
+    retryInterval: '1m',
+    sourceRef: { kind: 'GitRepository', name: source.metadata.name },
+    path: './%s/%s' % [manifests, step],
+    prune: true,
+    targetNamespace: p.namespace,
+  } + (if dependsOn == null then {} else { dependsOn: [{ name: '%s-%s' % [name, dependsOn] }] }) + extra,
+};
+
+local healthCheck(kind, objectName) = { apiVersion: 'apps/v1', kind: kind, name: objectName, namespace: p.namespace };
+
+if g.engine != 'flux' then {} else k.files([
+  source,
+  // Not wait: true: a ReadWriteMany claim of a WaitForFirstConsumer storage class stays Pending
+  // until the migration Job mounts it, which would never happen. Only the bundled PostgreSQL
+  // must be ready before migrations start.
+  kustomization('base', null,
+                if p.database.mode == 'bundled' then { healthChecks: [healthCheck('StatefulSet', a.names.postgres)] } else {}),
+  // wait: a Job is ready once it succeeded; a failed migration stops the workloads here.
+  kustomization('migrations', 'base', { wait: true }),
+  // The long-running components (not wait: true: a LoadBalancer Service still waiting for an
+  // address is no reason to mark the environment failed).
+  kustomization('workloads', 'migrations', {
+    healthChecks: [
+      healthCheck('Deployment', n)
+      for n in [a.names.apiServer, a.names.scheduler, a.names.dagProcessor, a.names.triggerer]
+    ],
+  }),
+])

@@ -25,6 +25,12 @@ k.files([
   k.job.new(name, a.namespace, pod)
   + k.job.withBackoffLimit(p.migrations.backoff_limit)
   + k.job.withLabels(a.labels('db-migrations'))
-  + k.job.withPodLabels(a.labels('db-migrations')),
+  + k.job.withPodLabels(a.labels('db-migrations'))
+  // Flux applies server-side and cannot patch a Job's immutable template. The name's hash
+  // covers the pod spec, image and version but not the template's labels (parameters.airflow.labels):
+  // should only those change, Flux would fail the apply forever. With force it deletes
+  // and re-creates the Job instead, which re-runs the idempotent `airflow db migrate` once.
+  // Argo CD ignores the annotation.
+  + k.job.withAnnotations({ 'kustomize.toolkit.fluxcd.io/force': 'enabled' }),
   k.serviceAccount.new('airflow-migrations', a.namespace) + k.serviceAccount.withLabels(a.labels('db-migrations')),
 ])
