@@ -87,6 +87,27 @@ def scratch_repo(tmp_path: Path) -> Iterator[Path]:
     yield copy_repo(tmp_path / "repo")
 
 
+def validate_object(obj: dict, kubernetes_version: str) -> None:
+    """Strict Kubernetes schema validation; custom resources against our schemas of them."""
+    import json
+
+    import jsonschema
+    import kubernetes_validate
+
+    crds = {"external-secrets.io": "external-secrets.schema.json", "argoproj.io": "argocd.schema.json"}
+    group = obj["apiVersion"].split("/")[0]
+    if group in crds:
+        jsonschema.validate(obj, json.loads((REPO / "kapitan" / "schemas" / "crds" / crds[group]).read_text()))
+    else:
+        kubernetes_validate.validate(obj, kubernetes_version, strict=True)
+
+
+def secret_file(root: Path, env: str, name: str) -> str:
+    """The file of a shared Secret: a Secret, or the ExternalSecret that writes it."""
+    mode = inventory_of(root, env)["airflow"]["secrets"]["mode"]
+    return f"{'externalsecret' if mode == 'external-secrets' else 'secret'}-{name}.yaml"
+
+
 def inventory_of(root: Path, env: str) -> dict:
     result = kapitan(root, "inventory", "-t", env)
     assert result.returncode == 0, result.stderr

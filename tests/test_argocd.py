@@ -36,9 +36,11 @@ def test_each_argocd_environment_has_an_application_for_its_manifests(env, fresh
     app = argocd_files(fresh_repo, env)[f"application-airflow-{env}.yaml"]
     jsonschema.validate(app, SCHEMA)
     spec = app["spec"]
+    # Kapitan ref tags are revealed by the plugin; ExternalSecrets need no plugin (kustomize).
+    plugin = {"plugin": {"name": "kapitan-refs-v1"}} if params["secrets"]["mode"] == "kapitan-refs" else {}
     assert spec["source"] == {
         "repoURL": params["gitops"]["repo_url"], "targetRevision": params["gitops"]["revision"],
-        "path": f"compiled/{env}/manifests", "plugin": {"name": "kapitan-refs-v1"},
+        "path": f"compiled/{env}/manifests", **plugin,
     }
     assert spec["destination"]["namespace"] == params["namespace"]
     assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}

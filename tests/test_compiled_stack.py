@@ -9,12 +9,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import ENVIRONMENTS, inventory_of
+from conftest import ENVIRONMENTS, inventory_of, secret_file, validate_object
 
 COMMON_FILES = {
     "configmap-airflow-config.yaml",
-    "secret-airflow-secrets.yaml",
-    "secret-airflow-admin-passwords.yaml",
     "deployment-airflow-api-server.yaml",
     "service-airflow-api-server.yaml",
     "deployment-airflow-scheduler.yaml",
@@ -35,7 +33,6 @@ KUBERNETES_EXECUTOR_FILES = {
 BUNDLED_DB_FILES = {
     "statefulset-airflow-postgres.yaml",
     "service-airflow-postgres.yaml",
-    "secret-airflow-metadata-db.yaml",
 }
 
 
@@ -53,11 +50,12 @@ def pod_specs(objects: dict[str, dict]) -> list[tuple[str, dict]]:
 def test_environment_has_every_component(env, manifests, fresh_repo):
     objects = manifests(env)
     params = inventory_of(fresh_repo, env)["airflow"]
-    expected = set(COMMON_FILES) | {f"namespace-airflow-{env}.yaml"}
+    expected = set(COMMON_FILES) | {f"namespace-airflow-{env}.yaml"} | {
+        secret_file(fresh_repo, env, n) for n in ("airflow-secrets", "airflow-admin-passwords")}
     if params["executor"] == "KubernetesExecutor":
         expected |= KUBERNETES_EXECUTOR_FILES
     if params["database"]["mode"] == "bundled":
-        expected |= BUNDLED_DB_FILES
+        expected |= BUNDLED_DB_FILES | {secret_file(fresh_repo, env, "airflow-metadata-db")}
     assert expected <= set(objects), sorted(expected - set(objects))
     assert [n for n in objects if n.startswith("job-airflow-db-migrate-")], "no migration Job"
 
@@ -66,7 +64,7 @@ def test_environment_has_every_component(env, manifests, fresh_repo):
 def test_every_object_validates_strictly_against_the_declared_kubernetes_version(env, manifests, fresh_repo):
     version = inventory_of(fresh_repo, env)["airflow"]["kubernetes_version"]
     for name, obj in manifests(env).items():
-        kubernetes_validate.validate(obj, version, strict=True)
+        validate_object(obj, version)
         if name == "configmap-airflow-pod-template.yaml":
             kubernetes_validate.validate(yaml.safe_load(obj["data"]["pod_template.yaml"]), version, strict=True)
 
@@ -285,10 +283,10 @@ def test_kubectl_kustomize_builds_every_object_of_the_environment(env, fresh_rep
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_sync_waves_order_namespace_config_migrations_then_workloads(env, manifests):
+def test_sync_waves_order_namespace_config_migrations_then_workloads(env, manifests, fresh_repo):
     wave = {name: int(o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for name, o in manifests(env).items()}
     job = next(w for n, w in wave.items() if n.startswith("job-"))
-    assert wave[f"namespace-airflow-{env}.yaml"] < wave["secret-airflow-secrets.yaml"] < job
+    assert wave[f"namespace-airflow-{env}.yaml"] < wave[secret_file(fresh_repo, env, "airflow-secrets")] < job
     assert wave["configmap-airflow-config.yaml"] < job
     assert all(wave[n] > job for n in wave if n.startswith("deployment-"))
     if "statefulset-airflow-postgres.yaml" in wave:

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import compile_in, copy_repo, inventory_of, load_manifests
+from conftest import compile_in, copy_repo, inventory_of, load_manifests, validate_object
 
 CONN_VAR = "AIRFLOW_CONN_DAGS_GIT"
 GIT_BUNDLE = "airflow.providers.git.bundles.git.GitDagBundle"
@@ -203,7 +203,7 @@ def test_worker_pods_get_the_same_connection_and_credentials(bundle_repo):
 def test_every_object_validates_strictly(env, bundle_repo):
     version = inventory_of(bundle_repo, env)["airflow"]["kubernetes_version"]
     for name, obj in objects_of(bundle_repo, env).items():
-        kubernetes_validate.validate(obj, version, strict=True)
+        validate_object(obj, version)
         if name == "configmap-airflow-pod-template.yaml":
             kubernetes_validate.validate(yaml.safe_load(obj["data"]["pod_template.yaml"]), version, strict=True)
 

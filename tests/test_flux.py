@@ -26,7 +26,8 @@ def switch_to_flux(root: Path, env: str, extra: str = "") -> None:
     """Adds the class gitops.flux last (after airflow.defaults, whose engine it overrides)."""
     target = root / "inventory" / "targets" / f"{env}.yml"
     text = target.read_text()
-    text = text.replace(f"  - profiles.{env}\n", f"  - profiles.{env}\n  - gitops.flux\n", 1)
+    # Flux cannot reveal Kapitan refs: a Flux environment takes its secrets from External Secrets.
+    text = text.replace(f"  - profiles.{env}\n", f"  - profiles.{env}\n  - gitops.flux\n  - secrets.external-secrets\n", 1)
     assert "gitops.flux" in text
     target.write_text(text + extra)
 
@@ -118,8 +119,11 @@ def test_kustomizations_apply_base_then_migrations_then_workloads(flux_repo):
 def test_bundled_database_is_ready_before_migrations(flux_repo):
     base = flux_objects(flux_repo, "dev")["kustomization-airflow-dev-base.yaml"]
     assert base["spec"]["healthChecks"] == [
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "airflow-postgres", "namespace": "airflow-dev"}]
-    assert "healthChecks" not in flux_objects(flux_repo, "staging")["kustomization-airflow-staging-base.yaml"]["spec"]
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "airflow-postgres", "namespace": "airflow-dev"}] + [
+        {"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "name": n, "namespace": "airflow-dev"}
+        for n in ("airflow-secrets", "airflow-admin-passwords", "airflow-metadata-db")]
+    staging = flux_objects(flux_repo, "staging")["kustomization-airflow-staging-base.yaml"]["spec"]["healthChecks"]
+    assert [c["kind"] for c in staging] == ["ExternalSecret", "ExternalSecret"]
 
 
 @pytest.mark.parametrize("env", ("dev", "staging"))
@@ -129,7 +133,7 @@ def test_objects_are_grouped_in_apply_order(flux_repo, env):
                      if p.name != "kustomization.yaml"} for group in MANIFEST_GROUPS}
     assert kinds["migrations"] == {"Job"}
     assert kinds["workloads"] <= {"Deployment", "Service", "PodDisruptionBudget"} and "Deployment" in kinds["workloads"]
-    assert {"Namespace", "ConfigMap", "Secret", "ServiceAccount"} <= kinds["base"]
+    assert {"Namespace", "ConfigMap", "ServiceAccount"} <= kinds["base"] and "ExternalSecret" in kinds["base"]
     assert not kinds["base"] & {"Job", "Deployment", "PodDisruptionBudget"}
     # Nothing but directories and kustomization.yaml at the top: Flux and Argo CD read the kustomization.
     assert sorted(p.name for p in manifests.iterdir()) == ["base", "kustomization.yaml", "migrations", "workloads"]

@@ -56,6 +56,10 @@ CASES = {
     "logs lost with worker pods": ("  airflow:\n    logs:\n      persistence: emptyDir\n",
                                     "parameters.airflow.logs.persistence",
                                     "emptyDir loses task logs when KubernetesExecutor worker pods are deleted"),
+    "flux with kapitan refs": ("  airflow:\n    gitops:\n      engine: flux\n    secrets:\n      mode: kapitan-refs\n",
+                               "parameters.airflow.gitops.engine", "flux cannot reveal Kapitan refs"),
+    "unknown secrets mode": ("  airflow:\n    secrets:\n      mode: vault\n",
+                             "parameters.airflow.secrets.mode", "is not one of ['kapitan-refs', 'external-secrets']"),
 }
 
 STAGING = "inventory/targets/staging.yml"

@@ -29,6 +29,7 @@ local namespaced = [
   { group: 'apps', kind: 'Deployment' }, { group: 'apps', kind: 'StatefulSet' }, { group: 'batch', kind: 'Job' },
   { group: 'policy', kind: 'PodDisruptionBudget' },
   { group: 'rbac.authorization.k8s.io', kind: 'Role' }, { group: 'rbac.authorization.k8s.io', kind: 'RoleBinding' },
+  { group: 'external-secrets.io', kind: 'ExternalSecret' },
 ];
 
 local project(name, description, destinations, clusterKinds, namespacedKinds) = {
@@ -81,7 +82,7 @@ local plugin = {
   'application-airflow-bootstrap': argocd.application(
     name='airflow-bootstrap', namespace=ns, project='airflow-bootstrap', repoURL=g.repo_url, revision=g.revision,
     path='compiled', server='https://kubernetes.default.svc', destinationNamespace=ns,
-    prune=true, selfHeal=true, plugin=false,
+    prune=true, selfHeal=true, sourceType='directory',
   // Every environment's Application; not this one, which is applied by hand once.
   ) + { spec+: { source+: { directory+: { include: '*/argocd/application-airflow-*.yaml', exclude: 'bootstrap/argocd/*' } } } },
   ['configmap-' + cmName]: {

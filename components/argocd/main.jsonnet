@@ -19,5 +19,7 @@ if g.engine != 'argocd' then {} else {
     destinationNamespace=p.namespace,
     prune=g.argocd.prune,
     selfHeal=g.argocd.self_heal,
+    // Ref tags need revealing; ExternalSecrets are plain objects.
+    sourceType=if p.secrets.mode == 'kapitan-refs' then 'plugin' else 'kustomize',
   ),
 }

@@ -52,7 +52,15 @@ local kustomization(step, dependsOn, extra) = {
   } + (if dependsOn == null then {} else { dependsOn: [{ name: '%s-%s' % [name, dependsOn] }] }) + extra,
 };
 
-local healthCheck(kind, objectName) = { apiVersion: 'apps/v1', kind: kind, name: objectName, namespace: p.namespace };
+local healthCheck(kind, objectName, apiVersion='apps/v1') = { apiVersion: apiVersion, kind: kind, name: objectName, namespace: p.namespace };
+// The External Secrets Operator must have written the Secrets before anything reads them.
+local secretChecks =
+  if p.secrets.mode != 'external-secrets' then []
+  else [
+    healthCheck('ExternalSecret', n, 'external-secrets.io/v1')
+    for n in [a.names.secrets, a.names.adminPasswords] + (if p.database.mode == 'bundled' then [a.names.metadataDb] else [])
+  ];
+local baseChecks = (if p.database.mode == 'bundled' then [healthCheck('StatefulSet', a.names.postgres)] else []) + secretChecks;
 
 if g.engine != 'flux' then {} else k.files([
   source,
@@ -60,7 +68,7 @@ if g.engine != 'flux' then {} else k.files([
   // until the migration Job mounts it, which would never happen. Only the bundled PostgreSQL
   // must be ready before migrations start.
   kustomization('base', null,
-                if p.database.mode == 'bundled' then { healthChecks: [healthCheck('StatefulSet', a.names.postgres)] } else {}),
+                if baseChecks != [] then { healthChecks: baseChecks } else {}),
   // wait: a Job is ready once it succeeded; a failed migration stops the workloads here.
   kustomization('migrations', 'base', { wait: true }),
   // The long-running components (not wait: true: a LoadBalancer Service still waiting for an

@@ -11,14 +11,18 @@
     'app.kubernetes.io/managed-by': 'kapitan',
   },
 
-  application(name, namespace, project, repoURL, revision, path, server, destinationNamespace, prune, selfHeal, plugin=true):: {
+  // sourceType: 'plugin' (reveal Kapitan refs), 'kustomize' (a directory with kustomization.yaml,
+  // detected by Argo CD) or 'directory'.
+  application(name, namespace, project, repoURL, revision, path, server, destinationNamespace, prune, selfHeal, sourceType='plugin'):: {
     apiVersion: 'argoproj.io/v1alpha1',
     kind: 'Application',
     metadata: { name: name, namespace: namespace, labels: $.labels('application') },
     spec: {
       project: project,
       source: { repoURL: repoURL, targetRevision: revision, path: path }
-              + (if plugin then { plugin: { name: $.pluginName + '-' + $.pluginVersion } } else { directory: { recurse: true } }),
+              + (if sourceType == 'plugin' then { plugin: { name: $.pluginName + '-' + $.pluginVersion } }
+                 else if sourceType == 'directory' then { directory: { recurse: true } }
+                 else {}),
       destination: { server: server, namespace: destinationNamespace },
       revisionHistoryLimit: 10,
       syncPolicy: {

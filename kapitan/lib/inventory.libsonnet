@@ -156,6 +156,10 @@ local unknownConfigErrors(airflow) =
 // Combinations the schema cannot express.
 local isTrue(v) = std.asciiLower(std.toString(v)) == 'true';
 local combinationErrors(airflow) = [
+  '%s: parameters.airflow.gitops.engine: flux cannot reveal Kapitan refs, so its Secrets would hold tags instead of values: set parameters.airflow.secrets.mode: external-secrets (class secrets.external-secrets), or use gitops.engine: argocd' % targetFile
+  for _ in [null]
+  if airflow.gitops.engine == 'flux' && airflow.secrets.mode == 'kapitan-refs'
+] + [
   '%s: parameters.airflow.logs.persistence: emptyDir loses task logs when KubernetesExecutor worker pods are deleted: set it to pvc, or set parameters.airflow.config.logging.remote_logging: "True"' % targetFile
   for _ in [null]
   if airflow.executor == 'KubernetesExecutor' && airflow.logs.persistence == 'emptyDir'
