@@ -9,7 +9,8 @@
 //   Kustomization airflow-<env>-workloads            Deployments, Services, PDBs, after migrations
 // Each path is one of the directories components/main.jsonnet writes, with its own
 // kustomization.yaml. Flux has no hooks: the Job runs because it is new (its name carries a hash).
-// Secrets in the manifests are Kapitan ref tags, which Flux cannot reveal.
+// Flux cannot reveal Kapitan ref tags: a Flux environment takes its secrets from External Secrets
+// (the compile refuses Flux with secrets.mode: kapitan-refs), health-checked in base.
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
 
