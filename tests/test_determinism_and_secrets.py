@@ -119,3 +119,8 @@ def test_readme_example_environment_compiles_from_a_short_target(scratch_repo):
     assert result.returncode == 0, result.stdout[-2000:]
     objects = {p.name for p in (scratch_repo / "compiled" / "qa" / "manifests").rglob("*.yaml")}
     assert "namespace-airflow-qa.yaml" in objects and "role-airflow-scheduler.yaml" in objects
+
+
+def test_no_helm_hook_anywhere_in_compiled(fresh_repo):
+    for path in (fresh_repo / "compiled").rglob("*.yaml"):
+        assert "helm.sh/hook" not in path.read_text(), path
