@@ -313,7 +313,8 @@ local podTemplate = {
     + k.podSpec.withImagePullSecrets(p.image.pull_secrets),
 };
 
-local podTemplateYaml = kap.yaml_dump(podTemplate);
+// Jsonnet's own YAML (values quoted): the native PyYAML dump cost more than the rest of the file.
+local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=true, quote_keys=false) + '\n';
 
 // A change of airflow.cfg rolls every pod that reads it.
 local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
