@@ -247,10 +247,12 @@ def test_worker_pods_do_not_wait_for_a_database_they_cannot_reach(manifests):
         assert not [e for e in base["env"] if "valueFrom" in e], "workers get no secrets"
 
 
-def test_admin_password_file_is_copied_writable_for_the_auth_manager(manifests):
+def test_admin_password_file_is_written_owner_only_from_the_secret(manifests):
     spec = manifests("dev")["deployment-airflow-api-server.yaml"]["spec"]["template"]["spec"]
-    copy = next(c for c in spec["initContainers"] if c["name"] == "copy-admin-passwords")
-    assert copy["command"][:3] == ["install", "-m", "0600"]
+    writer = next(c for c in spec["initContainers"] if c["name"] == "write-admin-passwords")
+    assert "0o600" in writer["command"][2]
+    assert writer["env"] == [{"name": "ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "airflow-admin-passwords", "key": "admin-password"}}}]
     cfg = manifests("dev")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
     assert "simple_auth_manager_passwords_file = /opt/airflow/auth/simple_auth_manager_passwords.json" in cfg
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -102,7 +103,7 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
     db = revealed_secret("secret-airflow-metadata-db.yaml")
     secrets = revealed_secret("secret-airflow-secrets.yaml")
     admin = revealed_secret("secret-airflow-admin-passwords.yaml")
-    revealed = {"airflow-metadata-db": db, "airflow-secrets": secrets}
+    revealed = {"airflow-metadata-db": db, "airflow-secrets": secrets, "airflow-admin-passwords": admin}
 
     # The bundled database as the StatefulSet would create it, with the generated password.
     sts = manifest("statefulset-airflow-postgres.yaml")["spec"]["template"]["spec"]["containers"][0]
@@ -116,20 +117,30 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
         (home / sub).mkdir(parents=True)
     shutil.copytree(REPO / "dags", home / "dags", dirs_exist_ok=True)
     (home / "airflow.cfg").write_text(manifest("configmap-airflow-config.yaml")["data"]["airflow.cfg"])
+    def container_env(container: dict) -> dict[str, str]:
+        """A container's env as the kubelet builds it: secrets resolved, $(VAR) expanded."""
+        built: dict[str, str] = {}
+        for var in container["env"]:
+            if "value" in var:
+                built[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: built.get(m[1], m[0]), var["value"])
+            else:
+                ref = var["valueFrom"]["secretKeyRef"]
+                built[var["name"]] = revealed[ref["name"]][ref["key"]]
+        return built
+
+    # The api-server's init container writes the auth manager's password file: run it for real.
     passwords = home / "auth" / "simple_auth_manager_passwords.json"
-    passwords.write_text(admin["simple_auth_manager_passwords.json"])
-    passwords.chmod(0o600)  # what the api-server's copy-admin-passwords init container does
+    api_pod = manifest("deployment-airflow-api-server.yaml")["spec"]["template"]["spec"]
+    writer = next(c for c in api_pod["initContainers"] if c["name"] == "write-admin-passwords")
+    assert writer["command"][-1] == "/opt/airflow/auth/simple_auth_manager_passwords.json"
+    subprocess.run([str(airflow_env.python), *writer["command"][1:-1], str(passwords)],
+                   env={**os.environ, **container_env(writer)}, check=True)
+    assert passwords.stat().st_mode & 0o777 == 0o600
 
     api_port = free_port()
     # Everything a pod gets from its manifest, then only what a cluster would provide instead.
     scheduler = manifest("deployment-airflow-scheduler.yaml")["spec"]["template"]["spec"]
-    env = {**os.environ}
-    for var in scheduler["containers"][0]["env"]:
-        if "value" in var:
-            env[var["name"]] = var["value"]
-        else:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = revealed[ref["name"]][ref["key"]]
+    env = {**os.environ, **container_env(scheduler["containers"][0])}
     service_host = "airflow-postgres.airflow-dev.svc.cluster.local:5432"
     assert service_host in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(service_host, f"127.0.0.1:{postgres}")

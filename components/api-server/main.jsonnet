@@ -16,15 +16,17 @@ local main =
   )
   + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)]);
 
-// SimpleAuthManager opens its password file for writing ("a+"): copy the generated one from the
-// Secret (mode 0440) into a writable emptyDir, owner-writable, before start.
-local copyPasswords =
-  k.container.new('copy-admin-passwords', a.image, p.image.pull_policy)
-  + k.container.withCommand(['install', '-m', '0600', a.paths.authSecret + '/simple_auth_manager_passwords.json', a.paths.auth + '/simple_auth_manager_passwords.json'])
-  + k.container.withVolumeMounts([
-    k.container.mount('auth-secret', a.paths.authSecret, readOnly=true),
-    k.container.mount('auth', a.paths.auth),
-  ])
+// SimpleAuthManager opens its password file for writing ("a+"): write it, owner-only, into a
+// writable emptyDir before start, from the admin password in the Secret (JSON-escaped by Python).
+local writePasswords =
+  k.container.new('write-admin-passwords', a.image, p.image.pull_policy)
+  + k.container.withCommand(['python', '-c', |||
+    import json, os, sys
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, json.dumps({"admin": os.environ["ADMIN_PASSWORD"]}).encode())
+  |||, a.paths.passwordsFile])
+  + k.container.withEnv([k.container.envSecret('ADMIN_PASSWORD', a.names.adminPasswords, 'admin-password')])
+  + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)])
   + k.container.withResources({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } })
   + a.securityContext(true);
 
@@ -36,10 +38,7 @@ local service =
 
 k.files(
   a.component('api-server', a.names.apiServer, c, main,
-              extraVolumes=[
-                k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
-                k.volume.secret('auth-secret', a.names.adminPasswords),
-              ],
-              extraInitContainers=[copyPasswords])
+              extraVolumes=[k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi')],
+              extraInitContainers=[writePasswords])
   + [service]
 )

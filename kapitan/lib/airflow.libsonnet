@@ -12,9 +12,6 @@ local ns = p.namespace;
 // Refs are generated once on first compile (||random) and committed under kapitan/refs;
 // compiled/ only ever holds the tag, revealed at apply time.
 local ref(name, generator='random:str:43') = '?{base64:targets/%s/%s||%s}' % [env, name, generator];
-// The same ref without its generator, for use inside a larger string (a URL, a JSON file):
-// Kapitan's tag pattern would run a generator's arguments on into the text that follows.
-local refEmbedded(name) = '?{base64:targets/%s/%s}' % [env, name];
 
 local paths = {
   home: '/opt/airflow',
@@ -23,7 +20,7 @@ local paths = {
   dagsMount: '/opt/airflow/dags',
   podTemplates: '/opt/airflow/pod_templates',
   auth: '/opt/airflow/auth',
-  authSecret: '/opt/airflow/auth-secret',
+  passwordsFile: '/opt/airflow/auth/simple_auth_manager_passwords.json',
   // dags.mode bundle with auth ssh: the credentials Secret and the known_hosts ConfigMap.
   gitCredentials: '/opt/airflow/git-credentials',
   gitKnownHosts: '/opt/airflow/git-known-hosts',
@@ -34,7 +31,7 @@ local names = {
   podTemplate: 'airflow-pod-template',
   secrets: 'airflow-secrets',
   metadataDb: if p.database.mode == 'bundled' then 'airflow-metadata-db' else p.database.external.secret_name,
-  metadataDbKey: if p.database.mode == 'bundled' then 'sql_alchemy_conn' else p.database.external.secret_key,
+  metadataDbKey: p.database.external.secret_key,
   adminPasswords: 'airflow-admin-passwords',
   postgres: 'airflow-postgres',
   apiServer: 'airflow-api-server',
@@ -116,7 +113,7 @@ local derivedConfig = {
     executor: p.executor,
     dags_folder: dagsFolder,
     execution_api_server_url: apiServerUrl + '/execution/',
-    simple_auth_manager_passwords_file: paths.auth + '/simple_auth_manager_passwords.json',
+    simple_auth_manager_passwords_file: paths.passwordsFile,
   },
   database: { check_migrations: 'True' },
   logging: { base_log_folder: paths.logs },
@@ -182,13 +179,20 @@ local secretsData = {
 };
 
 local adminPassword = ref('admin_password', 'random:str:24');
-local adminPasswordsJson = '{"admin": "%s"}' % refEmbedded('admin_password');
 
 local postgresPassword = ref('postgres_password', 'random:str:32');
 
-local metadataDbUrl = 'postgresql+psycopg2://%s:%s@%s.%s.svc.cluster.local:5432/%s' % [
-  p.database.bundled.user, refEmbedded('postgres_password'), names.postgres, ns, p.database.bundled.database,
-];
+// Secrets hold single values only; the bundled database's URL is composed in the pod from the
+// password (Kubernetes expands $(VAR) of an earlier variable), so no Secret mixes a value with text.
+local databaseEnv =
+  if p.database.mode == 'bundled' then [
+    k.container.envSecret('AIRFLOW_DATABASE_PASSWORD', names.metadataDb, 'password'),
+    k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', 'postgresql+psycopg2://%s:$(AIRFLOW_DATABASE_PASSWORD)@%s.%s.svc.cluster.local:5432/%s' % [
+      p.database.bundled.user, names.postgres, ns, p.database.bundled.database,
+    ]),
+  ] else [
+    k.container.envSecret('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', names.metadataDb, names.metadataDbKey),
+  ];
 
 local securityContext(readOnly=p.security.read_only_root_filesystem) =
   k.container.withRestrictedSecurityContext(p.security.run_as_user, p.security.run_as_group, readOnly);
@@ -199,7 +203,7 @@ local coreEnv = [
   // The image entrypoint would poll the database itself; the wait-for-migrations init container does that.
   k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
   k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-  k.container.envSecret('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', names.metadataDb, names.metadataDbKey),
+] + databaseEnv + [
   k.container.envSecret('AIRFLOW__CORE__FERNET_KEY', names.secrets, 'fernet-key'),
   k.container.envSecret('AIRFLOW__API__SECRET_KEY', names.secrets, 'api-secret-key'),
   k.container.envSecret('AIRFLOW__API_AUTH__JWT_SECRET', names.secrets, 'jwt-secret'),
@@ -338,9 +342,7 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   apiServerUrl: apiServerUrl,
   secretsData: secretsData,
   adminPassword: adminPassword,
-  adminPasswordsJson: adminPasswordsJson,
   postgresPassword: postgresPassword,
-  metadataDbUrl: metadataDbUrl,
   coreEnv: coreEnv,
   baseVolumes: baseVolumes,
   baseMounts: baseMounts,
