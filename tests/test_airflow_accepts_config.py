@@ -57,3 +57,15 @@ def test_committed_option_list_is_what_airflow_describes(airflow_env, tmp_path):
     sections = config_options.describe_options(airflow_env, tmp_path)
     committed = config_options.options_file(REPO, "3.3.2").read_text()
     assert committed == config_options.render("3.3.2", sections), "run `airflow-gitops config-options --version 3.3.2`"
+
+
+def test_check_airflow_command_accepts_every_committed_environment(airflow_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("airflow-gitops"))
+    result = subprocess.run([cli, "check-airflow"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for env in ENVIRONMENTS:
+        assert f"{env}: airflow.cfg and pod template accepted by Apache Airflow 3.3.2" in result.stdout

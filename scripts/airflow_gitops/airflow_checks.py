@@ -46,6 +46,11 @@ class ConfigReport:
     notes: list[str] = field(default_factory=list)
 
 
+def find_manifest(manifests: Path, file_name: str) -> Path | None:
+    """A compiled object's file, in whichever kustomize directory under `manifests` it sits."""
+    return next(iter(sorted(manifests.rglob(file_name))), None)
+
+
 def extract_configmap_file(manifest: Path, key: str) -> str:
     """The text of `key` in a compiled ConfigMap manifest."""
     obj = yaml.safe_load(manifest.read_text())

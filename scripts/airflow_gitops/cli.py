@@ -43,12 +43,15 @@ def _check_airflow(args: argparse.Namespace) -> int:
         version = inventory.airflow_parameters(root, target)["version"]
         env = ensure_airflow(root, version)
         manifests = root / "compiled" / target / "manifests"
-        cfg = airflow_checks.extract_configmap_file(manifests / "configmap-airflow-config.yaml", "airflow.cfg")
+        config = airflow_checks.find_manifest(manifests, "configmap-airflow-config.yaml")
+        if config is None:
+            raise AirflowGitopsError(f"compiled/{target}/manifests: no airflow.cfg ConfigMap; run `make compile`")
+        cfg = airflow_checks.extract_configmap_file(config, "airflow.cfg")
         report = airflow_checks.check_airflow_cfg(env, cfg, f"compiled/{target}: airflow.cfg")
         for note in report.notes:
             print(f"{target}: note: {note}")
-        template = manifests / "configmap-airflow-pod-template.yaml"
-        if template.exists():
+        template = airflow_checks.find_manifest(manifests, "configmap-airflow-pod-template.yaml")
+        if template is not None:
             text = airflow_checks.extract_configmap_file(template, "pod_template.yaml")
             airflow_checks.check_pod_template(env, text, f"compiled/{target}: pod_template.yaml")
         print(f"{target}: airflow.cfg and pod template accepted by Apache Airflow {version}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -24,8 +23,7 @@ def kapitan_executable() -> str:
 
 
 def run_kapitan(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    return subprocess.run([kapitan_executable(), *args], cwd=root, capture_output=True, text=True, env=env)
+    return subprocess.run([kapitan_executable(), *args], cwd=root, capture_output=True, text=True)
 
 
 def _clean(message: str) -> str:

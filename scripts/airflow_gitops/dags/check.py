@@ -30,9 +30,7 @@ from airflow.dag_processing.dagbag import DagBag
 root = sys.argv[1]
 results = {}
 for relative in sys.argv[2:]:
-    bag = DagBag(dag_folder=os.path.join(root, relative), include_examples=False, safe_mode=False) \
-        if "include_examples" in DagBag.__init__.__code__.co_varnames else \
-        DagBag(dag_folder=os.path.join(root, relative), safe_mode=False)
+    bag = DagBag(dag_folder=os.path.join(root, relative), safe_mode=False)  # examples: off via the env
     errors = {os.path.relpath(k, root): str(v).strip() for k, v in bag.import_errors.items()}
     results[relative] = {"dag_ids": sorted(bag.dag_ids), "errors": errors}
 print("@@RESULT@@" + json.dumps(results))

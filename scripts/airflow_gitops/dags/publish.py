@@ -81,8 +81,8 @@ def _open_checkout(workdir: Path, url: str) -> git.Repo:
     return repo
 
 
-def _sync_to_remote(repo: git.Repo, branch: str) -> bool:
-    """Reset the checkout to the remote branch; False when the branch does not exist yet."""
+def _sync_to_remote(repo: git.Repo, branch: str) -> None:
+    """Reset the checkout to the remote branch (an empty orphan branch when it does not exist yet)."""
     import git
     try:
         repo.git.fetch("--quiet", "--no-tags", "--depth=1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
@@ -97,7 +97,6 @@ def _sync_to_remote(repo: git.Repo, branch: str) -> bool:
         repo.git.checkout("--quiet", "--force", "--orphan", branch)
         repo.git.rm("-rf", "--quiet", "--cached", "--ignore-unmatch", ".")
     repo.git.clean("-ffdxq")
-    return exists
 
 
 def _tracked_blobs(repo: git.Repo, sub_path: str) -> dict[str, str]:
