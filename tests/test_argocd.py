@@ -16,7 +16,9 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import ENVIRONMENTS, REPO, inventory_of
+from conftest import ENVIRONMENTS, REPO, inventory_of, validate_object
+
+KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
 
 SCHEMA = json.loads((REPO / "kapitan" / "schemas" / "crds" / "argocd.schema.json").read_text())
 
@@ -50,8 +52,9 @@ def test_each_argocd_environment_has_an_application_for_its_manifests(env, fresh
 def test_bootstrap_objects_validate_and_the_app_of_apps_finds_every_application(fresh_repo):
     files = argocd_files(fresh_repo, "bootstrap")
     kustomization = files.pop("kustomization.yaml")
-    patch = files.pop("patch-argocd-repo-server.yaml")
+    # One `kubectl apply -k` applies everything, the repo-server sidecar included.
     assert sorted(kustomization["resources"]) == sorted(files)
+    sidecar = files.pop("deployment-argocd-repo-server.yaml")
     for name, obj in files.items():
         if obj["kind"] == "ConfigMap":
             jsonschema.validate(yaml.safe_load(obj["data"]["plugin.yaml"]), SCHEMA)
@@ -61,10 +64,57 @@ def test_bootstrap_objects_validate_and_the_app_of_apps_finds_every_application(
     include, exclude = root["source"]["directory"]["include"], root["source"]["directory"]["exclude"]
     apps = [str(p.relative_to(fresh_repo / root["source"]["path"])) for p in (fresh_repo / "compiled").rglob("*.yaml")]
     assert sorted(a for a in apps if fnmatch.fnmatch(a, include) and not fnmatch.fnmatch(a, exclude)) == [f"{e}/argocd/application-airflow-{e}.yaml" for e in sorted(ENVIRONMENTS)]
-    sidecar = patch["spec"]["template"]["spec"]["containers"][0]
-    assert sidecar["command"] == ["/var/run/argocd/argocd-cmp-server"]
+    # Only what we add: every other field stays with whoever installed Argo CD.
+    assert set(sidecar["spec"]) == {"template"} and set(sidecar["spec"]["template"]["spec"]) == {"containers", "volumes"}
+
+
+# The parts of Argo CD's own argocd-repo-server Deployment the sidecar relies on (the shared
+# var-files and plugins volumes), as Argo CD's install manifests define them.
+ARGOCD_REPO_SERVER = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "argocd-repo-server", "namespace": "argocd"},
+    "spec": {
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "argocd-repo-server"}},
+        "template": {
+            "metadata": {"labels": {"app.kubernetes.io/name": "argocd-repo-server"}},
+            "spec": {
+                "serviceAccountName": "argocd-repo-server",
+                "containers": [{
+                    "name": "argocd-repo-server", "image": "quay.io/argoproj/argocd:v3.1.0",
+                    "args": ["/usr/local/bin/argocd-repo-server"],
+                    "volumeMounts": [{"name": "var-files", "mountPath": "/var/run/argocd"},
+                                     {"name": "plugins", "mountPath": "/home/argocd/cmp-server/plugins"}],
+                }],
+                "volumes": [{"name": "var-files", "emptyDir": {}}, {"name": "plugins", "emptyDir": {}}],
+            },
+        },
+    },
+}
+
+
+def test_the_repo_server_sidecar_merges_into_argocds_own_deployment(fresh_repo, tmp_path):
+    """The sidecar file merged by name into the installed Deployment (what server-side apply does
+    with lists keyed by name; kustomize's strategic merge does the same offline) is a valid
+    Deployment whose plugin container mounts only volumes that exist."""
+    (tmp_path / "argocd-repo-server.yaml").write_text(yaml.safe_dump(ARGOCD_REPO_SERVER))
+    shutil.copy(fresh_repo / "compiled" / "bootstrap" / "argocd" / "deployment-argocd-repo-server.yaml", tmp_path / "sidecar.yaml")
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(
+        {"resources": ["argocd-repo-server.yaml"], "patches": [{"path": "sidecar.yaml"}]}))
+    built = subprocess.run([KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    merged = yaml.safe_load(built.stdout)
+    validate_object(merged, "1.33")
+    pod = merged["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert sorted(containers) == ["argocd-repo-server", "kapitan-refs"]
+    assert containers["argocd-repo-server"] == ARGOCD_REPO_SERVER["spec"]["template"]["spec"]["containers"][0]
+    plugin = containers["kapitan-refs"]
+    assert plugin["command"] == ["/var/run/argocd/argocd-cmp-server"]
     assert {"name": "argocd-cmp-kapitan-refs", "mountPath": "/home/argocd/cmp-server/config/plugin.yaml",
-            "subPath": "plugin.yaml"} in sidecar["volumeMounts"]
+            "subPath": "plugin.yaml"} in plugin["volumeMounts"]
+    volumes = {v["name"] for v in pod["volumes"]}
+    assert {m["name"] for m in plugin["volumeMounts"]} <= volumes
+    assert {"var-files", "plugins"} <= volumes
 
 
 def test_the_project_allows_exactly_this_repo_the_environment_namespaces_and_our_kinds(fresh_repo):

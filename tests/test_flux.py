@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import ENVIRONMENTS, MANIFEST_GROUPS, REPO, compile_in, copy_repo, load_manifests
+from conftest import ENVIRONMENTS, MANIFEST_GROUPS, REPO, compile_in, copy_repo, load_manifests, read_tree
 
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
 SCHEMA = json.loads((REPO / "kapitan" / "schemas" / "crds" / "flux.schema.json").read_text())
@@ -33,7 +33,9 @@ def switch_to_flux(root: Path, env: str, extra: str = "") -> None:
 
 
 def flux_objects(root: Path, env: str) -> dict[str, dict]:
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((root / "compiled" / env / "flux").glob("*.yaml"))}
+    """The Flux objects of compiled/<env>/flux (or compiled/bootstrap/flux), without kustomization.yaml."""
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((root / "compiled" / env / "flux").glob("*.yaml"))
+            if p.name != "kustomization.yaml"}
 
 
 def kustomize(directory: Path) -> list[dict]:
@@ -58,6 +60,7 @@ def test_committed_environments_stay_on_argocd():
         assert "gitops.flux" not in (REPO / "inventory" / "targets" / f"{env}.yml").read_text()
         flux = REPO / "compiled" / env / "flux"
         assert not flux.exists() or not any(flux.iterdir())
+    assert not (REPO / "compiled" / "bootstrap" / "flux").exists()
 
 
 def test_only_flux_environments_get_flux_objects(flux_repo):
@@ -180,6 +183,54 @@ def test_migration_job_is_recreated_rather_than_patched(flux_repo):
         assert job["metadata"]["name"].startswith("airflow-db-migrate-")
         assert job["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/force"] == "enabled"
         assert job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
+
+
+def test_one_flux_bootstrap_brings_every_flux_environment(flux_repo):
+    """`kubectl apply -k compiled/bootstrap/flux` applies every Flux environment's objects, plus a
+    Kustomization that keeps applying that directory from Git (new environments on git push)."""
+    bootstrap = flux_repo / "compiled" / "bootstrap" / "flux"
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    expected = [*flux_objects(flux_repo, "bootstrap").values(), *flux_objects(flux_repo, "dev").values(),
+                *flux_objects(flux_repo, "staging").values()]
+    assert sorted(map(key, kustomize(bootstrap))) == sorted(map(key, expected))
+    objects = flux_objects(flux_repo, "bootstrap")
+    source, itself = objects["gitrepository-airflow-bootstrap.yaml"], objects["kustomization-airflow-bootstrap.yaml"]
+    for obj in objects.values():
+        jsonschema.validate(obj, SCHEMA)
+    assert source["spec"] == flux_objects(flux_repo, "staging")["gitrepository-airflow-staging.yaml"]["spec"]
+    assert itself["spec"]["path"] == "./compiled/bootstrap/flux"
+    assert itself["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "airflow-bootstrap"}
+    assert itself["spec"]["prune"] is True
+    # Each environment directory is a kustomization of its own, listing exactly its objects.
+    for env in ("dev", "staging"):
+        listed = yaml.safe_load((flux_repo / "compiled" / env / "flux" / "kustomization.yaml").read_text())["resources"]
+        assert sorted(listed) == sorted(flux_objects(flux_repo, env))
+    # The Argo CD bootstrap serves only prod now.
+    project = yaml.safe_load((flux_repo / "compiled" / "bootstrap" / "argocd" / "appproject-airflow.yaml").read_text())
+    assert [d["namespace"] for d in project["spec"]["destinations"]] == ["airflow-prod"]
+
+
+def test_with_every_environment_on_flux_there_is_no_argocd_bootstrap(tmp_path):
+    root = copy_repo(tmp_path / "repo")
+    for env in ENVIRONMENTS:
+        switch_to_flux(root, env)
+    result = compile_in(root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (root / "compiled" / "bootstrap" / "argocd").exists()
+    assert sorted(p.name for p in (root / "compiled" / "bootstrap" / "flux").iterdir()) == [
+        "gitrepository-airflow-bootstrap.yaml", "kustomization-airflow-bootstrap.yaml", "kustomization.yaml"]
+
+
+def test_flux_environments_on_different_revisions_are_refused_naming_file_and_key(tmp_path):
+    root = copy_repo(tmp_path / "repo")
+    switch_to_flux(root, "staging")
+    switch_to_flux(root, "prod", "    gitops:\n      revision: release\n")
+    before = read_tree(root / "compiled")
+    result = compile_in(root)
+    assert result.returncode != 0
+    assert ('inventory/targets/staging.yml: parameters.airflow.gitops.revision: "main" differs from "release" '
+            "in inventory/targets/prod.yml") in result.stdout + result.stderr
+    assert read_tree(root / "compiled") == before
 
 
 def test_flux_objects_match_the_schema(flux_repo):

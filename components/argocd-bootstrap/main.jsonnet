@@ -1,24 +1,12 @@
-// One `kubectl apply -k compiled/bootstrap/argocd` brings every Argo CD environment: the
-// AppProjects, an app-of-apps that picks up compiled/<env>/argocd/application-*.yaml, and the
-// kapitan-refs config-management plugin (plus the argocd-repo-server sidecar patch it needs).
+// One `kubectl apply --server-side --field-manager=airflow-gitops -k compiled/bootstrap/argocd`
+// brings every Argo CD environment: the AppProjects, an app-of-apps that picks up
+// compiled/<env>/argocd/application-*.yaml, and the kapitan-refs config-management plugin with
+// the argocd-repo-server sidecar it runs in. Nothing when no environment uses Argo CD.
 local argocd = import 'argocd.libsonnet';
-local kap = import 'lib/kapitan.libjsonnet';
+local bootstrap = import 'bootstrap.libsonnet';
 
-local all = kap.inventory_global();
-local environments = [
-  all[t].parameters.airflow
-  for t in std.objectFields(all)
-  if std.objectHas(all[t].parameters, 'airflow') && all[t].parameters.airflow.gitops.engine == 'argocd'
-];
-local settings = if environments == [] then error 'bootstrap: no environment uses gitops.engine: argocd' else environments[0].gitops;
-local differing = [
-  e.environment for e in environments
-  if e.gitops.repo_url != settings.repo_url || e.gitops.revision != settings.revision
-     || e.gitops.argocd.namespace != settings.argocd.namespace || e.gitops.argocd.project != settings.argocd.project
-];
-local g = if differing != [] then
-  error 'bootstrap: environments %s use another gitops.repo_url, revision, argocd.namespace or argocd.project than %s: one Argo CD bootstrap needs them equal' % [std.join(', ', differing), environments[0].environment]
-else settings;
+local environments = [bootstrap.airflow(t) for t in bootstrap.targets('argocd')];
+local g = bootstrap.shared('argocd', ['repo_url', 'revision', 'argocd.namespace', 'argocd.project', 'argocd.plugin_image']);
 local ns = g.argocd.namespace;
 local cmName = 'argocd-cmp-' + argocd.pluginName;
 
@@ -66,7 +54,7 @@ local plugin = {
   },
 };
 
-{
+if environments == [] then {} else {
   'appproject-airflow': project(
     g.argocd.project, 'Airflow environments compiled by Kapitan',
     [{ server: e.gitops.argocd.destination_server, namespace: e.namespace } for e in environments],
@@ -91,8 +79,13 @@ local plugin = {
     metadata: { name: cmName, namespace: ns, labels: argocd.labels('config-management-plugin') },
     data: { 'plugin.yaml': std.manifestYamlDoc(plugin, indent_array_in_object=true, quote_keys=false) + '\n' },
   },
-  // Not an object: `kubectl -n argocd patch deployment argocd-repo-server --patch-file <this>`.
-  'patch-argocd-repo-server': {
+  // Only the fields we add to Argo CD's own argocd-repo-server: server-side apply with a field
+  // manager of our own merges them into the installed Deployment (containers and volumes are
+  // lists keyed by name) and leaves every other field to whoever installed Argo CD.
+  'deployment-argocd-repo-server': {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'argocd-repo-server', namespace: ns },
     spec: { template: { spec: {
       containers: [{
         name: argocd.pluginName,
@@ -121,6 +114,7 @@ local plugin = {
     resources: [
       'appproject-airflow.yaml', 'appproject-airflow-bootstrap.yaml',
       'application-airflow-bootstrap.yaml', 'configmap-' + cmName + '.yaml',
+      'deployment-argocd-repo-server.yaml',
     ],
   },
 }

@@ -7,11 +7,13 @@
 //   Kustomization airflow-<env>-migrations           the `airflow db migrate` Job (waits until it
 //                                                    succeeded), after base
 //   Kustomization airflow-<env>-workloads            Deployments, Services, PDBs, after migrations
+// compiled/bootstrap/flux gathers every Flux environment's directory in one apply.
 // Each path is one of the directories components/main.jsonnet writes, with its own
 // kustomization.yaml. Flux has no hooks: the Job runs because it is new (its name carries a hash).
 // Flux cannot reveal Kapitan ref tags: a Flux environment takes its secrets from External Secrets
 // (the compile refuses Flux with secrets.mode: kapitan-refs), health-checked in base.
 local a = import 'airflow.libsonnet';
+local flux = import 'flux.libsonnet';
 local k = import 'k8s.libsonnet';
 
 local p = a.params;
@@ -20,38 +22,15 @@ local f = g.flux;
 local name = 'airflow-' + p.environment;
 local manifests = 'compiled/%s/manifests' % p.environment;
 
-// Flux takes http(s):// and ssh:// URLs only: git@host:path becomes ssh://git@host/path.
-local url =
-  if std.startsWith(g.repo_url, 'git@') then
-    local at = std.findSubstr(':', g.repo_url)[0];
-    'ssh://%s/%s' % [std.substr(g.repo_url, 0, at), std.substr(g.repo_url, at + 1, std.length(g.repo_url))]
-  else g.repo_url;
+local source = flux.gitRepository(name, f.namespace, a.labels('gitops'), g);
 
-local source = {
-  apiVersion: 'source.toolkit.fluxcd.io/v1',
-  kind: 'GitRepository',
-  metadata: { name: name, namespace: f.namespace, labels: a.labels('gitops') },
-  spec: {
-    interval: f.interval,
-    url: url,
-    ref: { branch: g.revision },
-  } + (if f.secret_ref == '' then {} else { secretRef: { name: f.secret_ref } }),
-};
-
-local kustomization(step, dependsOn, extra) = {
-  apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
-  kind: 'Kustomization',
-  metadata: { name: '%s-%s' % [name, step], namespace: f.namespace, labels: a.labels('gitops') },
-  spec: {
-    interval: f.interval,
-    timeout: f.timeout,
-    retryInterval: '1m',
-    sourceRef: { kind: 'GitRepository', name: source.metadata.name },
-    path: './%s/%s' % [manifests, step],
-    prune: true,
-    targetNamespace: p.namespace,
-  } + (if dependsOn == null then {} else { dependsOn: [{ name: '%s-%s' % [name, dependsOn] }] }) + extra,
-};
+local kustomization(step, dependsOn, extra) =
+  flux.kustomization('%s-%s' % [name, step], f.namespace, a.labels('gitops'), source,
+                     './%s/%s' % [manifests, step], f.interval, f.timeout) + {
+    spec+: { targetNamespace: p.namespace }
+           + (if dependsOn == null then {} else { dependsOn: [{ name: '%s-%s' % [name, dependsOn] }] })
+           + extra,
+  };
 
 local healthCheck(kind, objectName, apiVersion='apps/v1') = { apiVersion: apiVersion, kind: kind, name: objectName, namespace: p.namespace };
 // The External Secrets Operator must have written the Secrets before anything reads them.
@@ -63,7 +42,7 @@ local secretChecks =
   ];
 local baseChecks = (if p.database.mode == 'bundled' then [healthCheck('StatefulSet', a.names.postgres)] else []) + secretChecks;
 
-if g.engine != 'flux' then {} else k.files([
+local objects = [
   source,
   // Not wait: true: a ReadWriteMany claim of a WaitForFirstConsumer storage class stays Pending
   // until the migration Job mounts it, which would never happen. Only the bundled PostgreSQL
@@ -80,4 +59,8 @@ if g.engine != 'flux' then {} else k.files([
       for n in [a.names.apiServer, a.names.scheduler, a.names.dagProcessor, a.names.triggerer]
     ],
   }),
-])
+];
+
+// kustomization.yaml lets the bootstrap (compiled/bootstrap/flux) include this directory.
+if g.engine != 'flux' then {} else
+  k.files(objects) + { kustomization: flux.kustomizeFile([k.fileName(o) + '.yaml' for o in objects]) }
