@@ -113,6 +113,15 @@ def _promote_dags(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import report, validate
+
+    result = validate(find_root(), environments=args.target, checks=args.check,
+                      progress=None if args.quiet else sys.stderr)
+    print(report.as_json(result) if args.json else report.as_table(result))
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="target_env", required=True, help="environment to promote to (e.g. prod)")
     p.add_argument("--repo", help="override the DAG repository URL from the inventory (both environments)")
     p.set_defaults(func=_promote_dags)
+
+    from .validate.runner import CHECK_NAMES
+
+    p = sub.add_parser("validate", help="prove a change is safe to push: every check, for every environment")
+    p.add_argument("--target", action="append", help="environment to validate (repeatable); default: all, and the bootstrap")
+    p.add_argument("--check", action="append", choices=CHECK_NAMES, help="run only this check (repeatable); default: all")
+    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_validate)
 
     p = sub.add_parser("config-options", help="record the airflow.cfg options an Airflow version knows (for the compile-time check)")
     p.add_argument("--version", required=True, help="Apache Airflow version, e.g. 3.3.2")

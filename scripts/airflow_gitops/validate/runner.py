@@ -1,0 +1,78 @@
+"""Runs the checks (concurrently: most of their time is spent in child processes) and gathers one
+outcome per check and target."""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from .. import inventory
+from ..errors import AirflowGitopsError, InventoryError
+from . import (airflow_config, dags_check, inventory_schema, kubernetes_schemas, kustomize_build, secrets_scan,
+               security_policy, up_to_date)
+from .model import Context, Outcome
+
+# In the order of the table; each module has NAME and run(Context) -> {target: Outcome}.
+CHECKS: tuple[ModuleType, ...] = (inventory_schema, up_to_date, kubernetes_schemas, kustomize_build,
+                                  security_policy, secrets_scan, airflow_config, dags_check)
+CHECK_NAMES = tuple(c.NAME for c in CHECKS)
+
+
+@dataclass
+class Report:
+    targets: list[str]
+    outcomes: dict[str, dict[str, Outcome]]  # check -> target -> outcome
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status != "fail" for per_target in self.outcomes.values() for o in per_target.values())
+
+
+def context_for(root: Path, environments: list[str] | None) -> Context:
+    known = inventory.list_targets(root)
+    unknown = [e for e in environments or [] if e not in known]
+    if unknown:
+        raise InventoryError(f"inventory/targets/{unknown[0]}.yml: no such environment (known: {', '.join(known)})")
+    ctx = Context(root=root, environments=list(environments or known), include_bootstrap=not environments)
+    for env in ctx.environments:
+        try:
+            ctx.parameters[env] = inventory.airflow_parameters(root, env)
+        except AirflowGitopsError as error:
+            ctx.parameters[env] = None
+            ctx.inventory_errors[env] = str(error)
+    return ctx
+
+
+def _run_one(check: ModuleType, ctx: Context) -> dict[str, Outcome]:
+    try:
+        outcomes = check.run(ctx)
+    except Exception as error:  # a crashed check fails, with its reason, rather than stopping the others
+        reason = f"the check could not run: {type(error).__name__}: {error}"
+        outcomes = {}
+        return {t: Outcome.failed([reason]) for t in ctx.targets} | outcomes
+    return {t: outcomes.get(t, Outcome.skipped("does not apply")) for t in ctx.targets}
+
+
+def validate(root: Path, environments: list[str] | None = None, checks: list[str] | None = None,
+             progress=sys.stderr) -> Report:
+    start = time.perf_counter()
+    ctx = context_for(root, environments)
+    chosen = [c for c in CHECKS if not checks or c.NAME in checks]
+    outcomes: dict[str, dict[str, Outcome]] = {}
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        futures = {pool.submit(_run_one, check, ctx): check for check in chosen}
+        for done, future in enumerate(as_completed(futures), 1):
+            check = futures[future]
+            outcomes[check.NAME] = future.result()
+            failed = [t for t, o in outcomes[check.NAME].items() if o.status == "fail"]
+            if progress is not None:
+                state = f"FAIL ({', '.join(failed)})" if failed else "ok"
+                progress.write(f"validate [{done}/{len(chosen)}] {check.NAME}: {state} ({time.perf_counter() - start:.1f} s)\n")
+                progress.flush()
+    ordered = {c.NAME: outcomes[c.NAME] for c in chosen}
+    return Report(ctx.targets, ordered, time.perf_counter() - start)

@@ -1,0 +1,66 @@
+"""Check 2: compile into a temporary directory and compare with the compiled/ about to be pushed.
+A hand edit or a forgotten `make compile` shows as stale, with the files and a short diff."""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import CompileError
+from ..kapitan_runner import compile_targets
+from .model import BOOTSTRAP, Context, Outcome
+
+NAME = "up-to-date"
+# What a compile reads (the same set the benchmark and the tests copy).
+COMPILE_INPUTS = (".kapitan", "inventory", "components", "kapitan")
+DIFF_LINES = 12
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()} if path.is_dir() else {}
+
+
+def _short_diff(name: str, committed: bytes, fresh: bytes) -> str:
+    lines = list(difflib.unified_diff(committed.decode(errors="replace").splitlines(),
+                                      fresh.decode(errors="replace").splitlines(),
+                                      f"committed/{name}", f"compiled/{name}", lineterm="", n=1))
+    shown = lines[:DIFF_LINES] + ([f"... ({len(lines) - DIFF_LINES} more lines)"] if len(lines) > DIFF_LINES else [])
+    return "\n".join("    " + line for line in shown)
+
+
+def compare(committed: Path, fresh: Path, prefix: str) -> list[str]:
+    """Files that differ between two compiled trees of one target, described for a reviewer."""
+    old, new = _tree(committed), _tree(fresh)
+    problems = []
+    for name in sorted(old.keys() | new.keys()):
+        path = f"{prefix}/{name}"
+        if name not in new:
+            problems.append(f"{path}: not produced by a compile (written by hand, or left from a removed component)")
+        elif name not in old:
+            problems.append(f"{path}: missing; run `make compile` and commit compiled/")
+        elif old[name] != new[name]:
+            problems.append(f"{path}: differs from a fresh compile (edited by hand, or compile not re-run)\n"
+                            + _short_diff(path, old[name], new[name]))
+    return problems
+
+
+def run(ctx: Context) -> dict[str, Outcome]:
+    with tempfile.TemporaryDirectory(prefix="airflow-gitops-validate-") as tmp:
+        work = Path(tmp)
+        for name in COMPILE_INPUTS:
+            src = ctx.root / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+        try:
+            compile_targets(work)
+        except CompileError as error:
+            return {t: Outcome.failed([f"the compile fails: {error}"]) for t in ctx.targets}
+        fresh = work / "compiled"
+        outcomes = {t: Outcome.failed(compare(ctx.compiled / t, fresh / t, f"compiled/{t}")) for t in ctx.targets}
+        produced = {p.name for p in fresh.iterdir()}
+        leftovers = sorted(p.name for p in ctx.compiled.iterdir() if p.is_dir() and p.name not in produced) if ctx.compiled.is_dir() else []
+    if leftovers and ctx.include_bootstrap:
+        extra = [f"compiled/{name}/: no target compiles it any more; delete it" for name in leftovers]
+        outcomes[BOOTSTRAP] = Outcome.failed(outcomes[BOOTSTRAP].reasons + extra)
+    return outcomes
