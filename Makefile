@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: compile test bench venv clean-venv
+.PHONY: compile test validate bench venv clean-venv
 
 # Re-installs only when the pinned dependencies change.
 $(STAMP): pyproject.toml
@@ -19,8 +19,14 @@ venv: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/airflow-gitops compile
 
+# The whole suite, then `validate` on the repository itself.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/airflow-gitops validate
+
+# Every check of `airflow-gitops validate`, for every environment (what CI and pre-commit run).
+validate: $(STAMP)
+	$(BIN)/airflow-gitops validate
 
 bench: $(STAMP)
 	$(BIN)/python -m airflow_gitops.bench

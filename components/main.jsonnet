@@ -16,6 +16,7 @@ local components = [
   import 'triggerer/main.jsonnet',
   import 'workers/main.jsonnet',
   import 'postgres/main.jsonnet',
+  import 'network-policies/main.jsonnet',
 ];
 
 local files = std.foldl(function(files, component) files + component, components, {});

@@ -251,8 +251,9 @@ def test_admin_password_file_is_written_owner_only_from_the_secret(manifests):
     spec = manifests("dev")["deployment-airflow-api-server.yaml"]["spec"]["template"]["spec"]
     writer = next(c for c in spec["initContainers"] if c["name"] == "write-admin-passwords")
     assert "0o600" in writer["command"][2]
-    assert writer["env"] == [{"name": "ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
-        "name": "airflow-admin-passwords", "key": "admin-password"}}}]
+    # The password reaches it as a file of the Secret, never as an environment variable.
+    assert "env" not in writer and writer["command"][-1] == "/opt/airflow/admin-password/admin-password"
+    assert {"name": "admin-password", "secret": {"secretName": "airflow-admin-passwords", "defaultMode": 288}} in spec["volumes"]
     cfg = manifests("dev")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
     assert "simple_auth_manager_passwords_file = /opt/airflow/auth/simple_auth_manager_passwords.json" in cfg
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 import shutil
 from pathlib import Path
@@ -57,16 +59,29 @@ def test_every_ref_tag_points_at_a_committed_ref_of_its_own_environment(env, fre
 
 
 def test_shared_secrets_are_identical_in_every_component(manifests):
+    """Every Airflow container reads the three shared secrets from the same Secret, as files."""
     objects = manifests("prod")
-    refs = set()
+    commands, sources, airflow_containers = set(), set(), 0
     for obj in objects.values():
-        if obj["kind"] != "Deployment":
+        if obj["kind"] not in ("Deployment", "Job"):
             continue
-        for container in obj["spec"]["template"]["spec"]["containers"]:
-            for var in container.get("env", []):
-                if var["name"] in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
-                    refs.add((var["name"], var["valueFrom"]["secretKeyRef"]["name"], var["valueFrom"]["secretKeyRef"]["key"]))
-    assert len(refs) == 3, refs
+        pod = obj["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["containers"] + pod.get("initContainers", []):
+            env = {v["name"]: v for v in container.get("env", [])}
+            assert not any("valueFrom" in v for v in env.values()), (obj["metadata"]["name"], container["name"])
+            if "AIRFLOW__CORE__FERNET_KEY_CMD" not in env:
+                continue
+            airflow_containers += 1
+            for name in ("AIRFLOW__CORE__FERNET_KEY_CMD", "AIRFLOW__API_AUTH__JWT_SECRET_CMD", "AIRFLOW__API__SECRET_KEY_CMD"):
+                commands.add((name, env[name]["value"]))
+            mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/opt/airflow/secrets")
+            sources.add(json.dumps(volumes[mount["name"]]["projected"]["sources"][0], sort_keys=True))
+    assert airflow_containers >= 8
+    assert commands == {("AIRFLOW__CORE__FERNET_KEY_CMD", "cat /opt/airflow/secrets/fernet-key"),
+                        ("AIRFLOW__API_AUTH__JWT_SECRET_CMD", "cat /opt/airflow/secrets/jwt-secret"),
+                        ("AIRFLOW__API__SECRET_KEY_CMD", "cat /opt/airflow/secrets/api-secret-key")}
+    assert len(sources) == 1 and '"name": "airflow-secrets"' in sources.pop()
 
 
 def test_committed_refs_are_references_not_plaintext_values():

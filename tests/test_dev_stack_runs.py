@@ -117,33 +117,57 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
         (home / sub).mkdir(parents=True)
     shutil.copytree(REPO / "dags", home / "dags", dirs_exist_ok=True)
     (home / "airflow.cfg").write_text(manifest("configmap-airflow-config.yaml")["data"]["airflow.cfg"])
-    def container_env(container: dict) -> dict[str, str]:
-        """A container's env as the kubelet builds it: secrets resolved, $(VAR) expanded."""
+    def mounted_secrets(pod: dict, container: dict) -> dict[str, str]:
+        """The container's Secret volumes written out as the kubelet would: mount path -> local directory."""
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+            if "secret" in volume:
+                secret = volume["secret"]
+                sources.append({"name": secret["secretName"], "items": secret.get("items") or [
+                    {"key": key, "path": key} for key in revealed[secret["secretName"]]]})
+            if not sources:
+                continue
+            local = tmp_path / "mounts" / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            for source in sources:
+                for item in source["items"]:
+                    (local / item["path"]).write_text(revealed[source["name"]][item["key"]])
+            mounts[mount["mountPath"]] = str(local)
+        return mounts
+
+    def container_env(pod: dict, container: dict) -> dict[str, str]:
+        """A container's env as the kubelet builds it, with its Secret volumes at local paths."""
+        assert all("value" in var for var in container["env"]), "secrets reach Airflow as files, not env"
+        mounts = mounted_secrets(pod, container)
         built: dict[str, str] = {}
         for var in container["env"]:
-            if "value" in var:
-                built[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: built.get(m[1], m[0]), var["value"])
-            else:
-                ref = var["valueFrom"]["secretKeyRef"]
-                built[var["name"]] = revealed[ref["name"]][ref["key"]]
+            value = var["value"]
+            for mount_path, local in mounts.items():
+                value = value.replace(mount_path, local)
+            built[var["name"]] = value
         return built
 
     # The api-server's init container writes the auth manager's password file: run it for real.
     passwords = home / "auth" / "simple_auth_manager_passwords.json"
     api_pod = manifest("deployment-airflow-api-server.yaml")["spec"]["template"]["spec"]
     writer = next(c for c in api_pod["initContainers"] if c["name"] == "write-admin-passwords")
-    assert writer["command"][-1] == "/opt/airflow/auth/simple_auth_manager_passwords.json"
-    subprocess.run([str(airflow_env.python), *writer["command"][1:-1], str(passwords)],
-                   env={**os.environ, **container_env(writer)}, check=True)
+    assert writer["command"][-2] == "/opt/airflow/auth/simple_auth_manager_passwords.json"
+    admin_dir = mounted_secrets(api_pod, writer)["/opt/airflow/admin-password"]
+    subprocess.run([str(airflow_env.python), *writer["command"][1:-2], str(passwords), f"{admin_dir}/admin-password"],
+                   env=os.environ, check=True)
     assert passwords.stat().st_mode & 0o777 == 0o600
 
     api_port = free_port()
     # Everything a pod gets from its manifest, then only what a cluster would provide instead.
     scheduler = manifest("deployment-airflow-scheduler.yaml")["spec"]["template"]["spec"]
-    env = {**os.environ, **container_env(scheduler["containers"][0])}
+    env = {**os.environ, **container_env(scheduler, scheduler["containers"][0])}
     service_host = "airflow-postgres.airflow-dev.svc.cluster.local:5432"
-    assert service_host in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(service_host, f"127.0.0.1:{postgres}")
+    # Airflow composes the database URL itself from the password file (the _CMD option).
+    assert service_host in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"]
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"].replace(service_host, f"127.0.0.1:{postgres}")
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),

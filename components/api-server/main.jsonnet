@@ -17,16 +17,21 @@ local main =
   + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)]);
 
 // SimpleAuthManager opens its password file for writing ("a+"): write it, owner-only, into a
-// writable emptyDir before start, from the admin password in the Secret (JSON-escaped by Python).
+// writable emptyDir before start, from the admin password in the Secret (mounted as a file, and
+// JSON-escaped by Python).
+local adminPasswordDir = '/opt/airflow/admin-password';
 local writePasswords =
   k.container.new('write-admin-passwords', a.image, p.image.pull_policy)
   + k.container.withCommand(['python', '-c', |||
     import json, os, sys
+    password = open(sys.argv[2]).read()
     fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, json.dumps({"admin": os.environ["ADMIN_PASSWORD"]}).encode())
-  |||, a.paths.passwordsFile])
-  + k.container.withEnv([k.container.envSecret('ADMIN_PASSWORD', a.names.adminPasswords, 'admin-password')])
-  + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)])
+    os.write(fd, json.dumps({"admin": password}).encode())
+  |||, a.paths.passwordsFile, adminPasswordDir + '/admin-password'])
+  + k.container.withVolumeMounts([
+    k.container.mount('auth', a.paths.auth),
+    k.container.mount('admin-password', adminPasswordDir, readOnly=true),
+  ])
   + k.container.withResources({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } })
   + a.securityContext(true);
 
@@ -38,7 +43,10 @@ local service =
 
 k.files(
   a.component('api-server', a.names.apiServer, c, main,
-              extraVolumes=[k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi')],
+              extraVolumes=[
+                k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
+                k.volume.secret('admin-password', a.names.adminPasswords),
+              ],
               extraInitContainers=[writePasswords])
   + [service]
 )

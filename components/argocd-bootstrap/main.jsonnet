@@ -15,7 +15,7 @@ local namespaced = [
   { group: '', kind: k } for k in ['ConfigMap', 'PersistentVolumeClaim', 'Secret', 'Service', 'ServiceAccount']
 ] + [
   { group: 'apps', kind: 'Deployment' }, { group: 'apps', kind: 'StatefulSet' }, { group: 'batch', kind: 'Job' },
-  { group: 'policy', kind: 'PodDisruptionBudget' },
+  { group: 'policy', kind: 'PodDisruptionBudget' }, { group: 'networking.k8s.io', kind: 'NetworkPolicy' },
   { group: 'rbac.authorization.k8s.io', kind: 'Role' }, { group: 'rbac.authorization.k8s.io', kind: 'RoleBinding' },
   { group: 'external-secrets.io', kind: 'ExternalSecret' },
 ];

@@ -6,6 +6,8 @@ local c = a.params.dag_processor;
 
 local main =
   a.container('dag-processor', ['dag-processor'], c.resources)
-  + k.container.withProbes(liveness=a.jobCheckProbe('DagProcessorJob'));
+  // No port to probe: ready and alive while its heartbeat in the database is fresh (each check
+  // starts an `airflow` process, so readiness is checked as seldom as liveness).
+  + k.container.withProbes(readiness=a.jobCheckProbe('DagProcessorJob'), liveness=a.jobCheckProbe('DagProcessorJob', periodSeconds=120));
 
 k.files(a.component('dag-processor', a.names.dagProcessor, c, main, needsDags=true))

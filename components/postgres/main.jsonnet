@@ -13,7 +13,8 @@ local container =
   + k.container.withEnv([
     k.container.envValue('POSTGRES_USER', db.user),
     k.container.envValue('POSTGRES_DB', db.database),
-    k.container.envSecret('POSTGRES_PASSWORD', a.names.metadataDb, 'password'),
+    // The image's entrypoint reads the password from a file: no secret in the environment.
+    k.container.envValue('POSTGRES_PASSWORD_FILE', '/run/secrets/postgres/password'),
     k.container.envValue('PGDATA', '/var/lib/postgresql/data/pgdata'),
   ])
   + k.container.withPorts([k.container.containerPort('postgres', 5432)])
@@ -25,13 +26,14 @@ local container =
     k.container.mount('data', '/var/lib/postgresql/data'),
     k.container.mount('run', '/var/run/postgresql'),
     k.container.mount('tmp', '/tmp'),
+    k.container.mount('password', '/run/secrets/postgres', readOnly=true),
   ])
   + k.container.withResources(db.resources)
   + k.container.withRestrictedSecurityContext(uid, uid, true);
 
 local pod =
   k.podSpec.new([container], name)
-  + k.podSpec.withVolumes([k.volume.emptyDir('run'), k.volume.emptyDir('tmp')])
+  + k.podSpec.withVolumes([k.volume.emptyDir('run'), k.volume.emptyDir('tmp'), k.volume.secret('password', a.names.metadataDb)])
   + k.podSpec.withSecurityContext(uid, uid, uid)
   + k.podSpec.withTerminationGracePeriod(60);
 

@@ -12,6 +12,7 @@ local main =
   a.container('scheduler', ['scheduler'], c.resources)
   + k.container.withPorts([k.container.containerPort('health', 8974)])
   + k.container.withProbes(
+    readiness=k.probe.http('/health', 'health', periodSeconds=15, timeoutSeconds=10, failureThreshold=3),
     liveness=k.probe.http('/health', 'health', periodSeconds=30, timeoutSeconds=10, failureThreshold=5),
     startup=k.probe.http('/health', 'health', periodSeconds=10, failureThreshold=30),
   )

@@ -8,6 +8,8 @@ local c = a.params.triggerer;
 
 local main =
   a.container('triggerer', ['triggerer'], c.resources)
-  + k.container.withProbes(liveness=a.jobCheckProbe('TriggererJob'));
+  // Ready once it serves its logs (port 8794, opened at start-up); alive while its heartbeat is fresh.
+  + k.container.withPorts([k.container.containerPort('logs', 8794)])
+  + k.container.withProbes(readiness=k.probe.tcp('logs'), liveness=a.jobCheckProbe('TriggererJob'));
 
 k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle))

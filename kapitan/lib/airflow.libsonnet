@@ -20,6 +20,9 @@ local paths = {
   dagsMount: '/opt/airflow/dags',
   podTemplates: '/opt/airflow/pod_templates',
   auth: '/opt/airflow/auth',
+  // The Secrets' values as files (never environment variables, which every child process,
+  // `kubectl describe` and crash reports would see); Airflow reads them with `_CMD` options.
+  secrets: '/opt/airflow/secrets',
   passwordsFile: '/opt/airflow/auth/simple_auth_manager_passwords.json',
   // dags.mode bundle with auth ssh: the credentials Secret and the known_hosts ConfigMap.
   gitCredentials: '/opt/airflow/git-credentials',
@@ -182,17 +185,34 @@ local adminPassword = ref('admin_password', 'random:str:24');
 
 local postgresPassword = ref('postgres_password', 'random:str:32');
 
-// Secrets hold single values only; the bundled database's URL is composed in the pod from the
-// password (Kubernetes expands $(VAR) of an earlier variable), so no Secret mixes a value with text.
+// Secrets hold single values only; the bundled database's URL is composed when Airflow reads it
+// (`sh -c` with the password file), so no Secret mixes a value with text.
+local secretFile(name) = paths.secrets + '/' + name;
+local readSecret(name) = 'cat ' + secretFile(name);
 local databaseEnv =
   if p.database.mode == 'bundled' then [
-    k.container.envSecret('AIRFLOW_DATABASE_PASSWORD', names.metadataDb, 'password'),
-    k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', 'postgresql+psycopg2://%s:$(AIRFLOW_DATABASE_PASSWORD)@%s.%s.svc.cluster.local:5432/%s' % [
-      p.database.bundled.user, names.postgres, ns, p.database.bundled.database,
+    k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', "sh -c 'printf \"postgresql+psycopg2://%s:%%s@%s.%s.svc.cluster.local:5432/%s\" \"$(cat %s)\"'" % [
+      p.database.bundled.user, names.postgres, ns, p.database.bundled.database, secretFile('database-password'),
     ]),
   ] else [
-    k.container.envSecret('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', names.metadataDb, names.metadataDbKey),
+    k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', readSecret('sql-alchemy-conn')),
   ];
+
+// One read-only volume with every value an Airflow process needs (mode 0440, group fsGroup).
+local secretsVolume = {
+  name: 'secrets',
+  projected: {
+    defaultMode: 288,
+    sources: [
+      { secret: { name: names.secrets, items: [{ key: key, path: key } for key in ['fernet-key', 'api-secret-key', 'jwt-secret']] } },
+      { secret: { name: names.metadataDb, items: [
+        if p.database.mode == 'bundled' then { key: 'password', path: 'database-password' }
+        else { key: names.metadataDbKey, path: 'sql-alchemy-conn' },
+      ] } },
+    ],
+  },
+};
+local secretsMount = k.container.mount('secrets', paths.secrets, readOnly=true);
 
 local securityContext(readOnly=p.security.read_only_root_filesystem) =
   k.container.withRestrictedSecurityContext(p.security.run_as_user, p.security.run_as_group, readOnly);
@@ -204,9 +224,9 @@ local coreEnv = [
   k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
   k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
 ] + databaseEnv + [
-  k.container.envSecret('AIRFLOW__CORE__FERNET_KEY', names.secrets, 'fernet-key'),
-  k.container.envSecret('AIRFLOW__API__SECRET_KEY', names.secrets, 'api-secret-key'),
-  k.container.envSecret('AIRFLOW__API_AUTH__JWT_SECRET', names.secrets, 'jwt-secret'),
+  k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', readSecret('fernet-key')),
+  k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key')),
+  k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret')),
 ];
 
 local baseVolumes = [
@@ -245,6 +265,7 @@ local dagsMounts =
 // What a container that parses or runs DAGs needs besides its mounts: the bundle's connection.
 local dagsEnv = if isBundle then bundle.env else [];
 
+local gitSyncHttpPort = 8081;
 local gitSync(name, oneTime) =
   local g = p.dags.git_sync;
   k.container.new(name, '%s:%s' % [g.image.repository, g.image.tag], p.image.pull_policy)
@@ -256,7 +277,11 @@ local gitSync(name, oneTime) =
     k.container.envValue('GITSYNC_LINK', 'repo'),
     k.container.envValue('GITSYNC_MAX_FAILURES', g.max_failures),
   ]
-  + (if oneTime then [k.container.envValue('GITSYNC_ONE_TIME', 'true')] else [k.container.envValue('GITSYNC_PERIOD', g.period)])
+  + (if oneTime then [k.container.envValue('GITSYNC_ONE_TIME', 'true')] else [
+       k.container.envValue('GITSYNC_PERIOD', g.period),
+       // git-sync's HTTP endpoint answers 5xx until the first sync is done, 200 after.
+       k.container.envValue('GITSYNC_HTTP_BIND', ':%d' % gitSyncHttpPort),
+     ])
   + (if g.auth == 'https' then [
        k.container.envSecret('GITSYNC_USERNAME', g.credentials_secret, 'GITSYNC_USERNAME'),
        k.container.envSecret('GITSYNC_PASSWORD', g.credentials_secret, 'GITSYNC_PASSWORD'),
@@ -274,6 +299,14 @@ local gitSync(name, oneTime) =
          k.container.mount('git-sync-known-hosts', '/etc/git-known-hosts', readOnly=true),
        ] else [])
   )
+  + (if oneTime then {} else
+       k.container.withPorts([k.container.containerPort('git-sync', gitSyncHttpPort)])
+       + k.container.withProbes(
+         readiness=k.probe.http('/', 'git-sync', periodSeconds=10),
+         liveness=k.probe.http('/', 'git-sync', periodSeconds=30, failureThreshold=5),
+         // A first clone of a large repository may take minutes.
+         startup=k.probe.http('/', 'git-sync', periodSeconds=10, failureThreshold=60),
+       ))
   + k.container.withResources(g.resources)
   // git-sync's image runs as uid 65533, which its /etc/passwd knows (so no --add-user, which
   // would need a writable root filesystem); it writes only to its volume.
@@ -283,7 +316,7 @@ local waitForMigrations =
   k.container.new('wait-for-migrations', image, p.image.pull_policy)
   + k.container.withArgs(['db', 'check-migrations', '--migration-wait-timeout', std.toString(p.migrations.wait_timeout)])
   + k.container.withEnv(coreEnv)
-  + k.container.withVolumeMounts(baseMounts)
+  + k.container.withVolumeMounts(baseMounts + [secretsMount])
   + k.container.withResources(p.migrations.resources)
   + securityContext();
 
@@ -344,6 +377,8 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   adminPassword: adminPassword,
   postgresPassword: postgresPassword,
   coreEnv: coreEnv,
+  secretsVolume: secretsVolume,
+  secretsMount: secretsMount,
   baseVolumes: baseVolumes,
   baseMounts: baseMounts,
   dagsVolumes: dagsVolumes,
@@ -358,14 +393,15 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   podTemplateChecksum: kap.sha256(podTemplateYaml),
 
   // Liveness of a job-based component: its heartbeat in the metadata database.
-  jobCheckProbe(jobType)::
-    k.probe.exec(['airflow', 'jobs', 'check', '--job-type', jobType, '--local'], periodSeconds=60, timeoutSeconds=30, failureThreshold=5),
+  jobCheckProbe(jobType, periodSeconds=60)::
+    k.probe.exec(['airflow', 'jobs', 'check', '--job-type', jobType, '--local'], periodSeconds=periodSeconds, timeoutSeconds=30, failureThreshold=5),
 
   // An Airflow container running `airflow <args>`.
   container(name, args, resources)::
     k.container.new(name, image, p.image.pull_policy)
     + k.container.withArgs(args)
     + k.container.withEnv(coreEnv)
+    + k.container.withVolumeMounts([secretsMount])
     + k.container.withResources(resources)
     + securityContext(),
 
@@ -379,7 +415,7 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
     local pod =
       k.podSpec.new([main] + (if withGitSync then [gitSync('git-sync', false)] else []), name)
       + k.podSpec.withInitContainers([waitForMigrations] + (if withGitSync then [gitSync('git-sync-init', true)] else []) + extraInitContainers)
-      + k.podSpec.withVolumes(baseVolumes + (if needsDags then dagsVolumes else []) + extraVolumes)
+      + k.podSpec.withVolumes(baseVolumes + [secretsVolume] + (if needsDags then dagsVolumes else []) + extraVolumes)
       + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
       + k.podSpec.withServiceAccountToken(apiAccess)
       + k.podSpec.withPlacement(params.node_selector, params.tolerations, params.affinity)

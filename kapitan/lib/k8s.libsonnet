@@ -86,6 +86,12 @@
       timeoutSeconds: timeoutSeconds,
       failureThreshold: failureThreshold,
     } + (if initialDelaySeconds > 0 then { initialDelaySeconds: initialDelaySeconds } else {}),
+    tcp(port, periodSeconds=15, timeoutSeconds=5, failureThreshold=5):: {
+      tcpSocket: { port: port },
+      periodSeconds: periodSeconds,
+      timeoutSeconds: timeoutSeconds,
+      failureThreshold: failureThreshold,
+    },
     exec(command, periodSeconds=60, timeoutSeconds=30, failureThreshold=5, initialDelaySeconds=0):: {
       exec: { command: command },
       periodSeconds: periodSeconds,

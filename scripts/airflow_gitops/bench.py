@@ -1,4 +1,4 @@
-"""`make bench`: times the edit-compile loop in a temporary copy of the repository.
+"""`make bench`: times the edit-compile-validate loop (compiles in a temporary copy).
 
 Figures: a full compile of the repository plus N generated environments (first compile, which
 also generates their refs, and a steady-state recompile) and a single-environment compile.
@@ -118,6 +118,22 @@ def run_sync_bench(files: int, repeats: int) -> dict[str, float]:
         return {"ours": statistics.median(ours), "floor": statistics.median(floor)}
 
 
+def run_validate_bench(repeats: int) -> dict[str, float]:
+    """`airflow-gitops validate` on this repository (three environments and the bootstrap), once
+    its Airflow and checkov environments exist (a first, untimed run creates them)."""
+    root = find_root()
+    cli = [str(Path(sys.executable).with_name("airflow-gitops")), "validate", "--quiet", "--json"]
+    subprocess.run(cli, cwd=root, capture_output=True)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = subprocess.run(cli, cwd=root, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            sys.exit(f"bench: validate failed:\n{result.stdout[-3000:]}")
+    return {"median": statistics.median(times)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-gitops-bench", description=__doc__)
     parser.add_argument("--environments", type=int, default=47, help="generated on top of the 3 committed ones")
@@ -125,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag-files", type=int, default=5000)
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--skip-sync", action="store_true")
+    parser.add_argument("--skip-validate", action="store_true")
     args = parser.parse_args(argv)
+    if not args.skip_validate:
+        figures = run_validate_bench(args.repeats)
+        print(f"airflow-gitops validate, 3 environments and the bootstrap, {os.cpu_count()} cores, "
+              f"median of {args.repeats}: {figures['median']:.1f} s")
     if not args.skip_sync:
         sync = run_sync_bench(args.dag_files, args.repeats)
         print(f"sync-dags, {args.dag_files} DAG files, one changed (--no-import-check), median of {args.repeats}: "

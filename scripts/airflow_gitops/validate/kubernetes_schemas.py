@@ -33,6 +33,16 @@ def _validator(root: Path, file_name: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(json.loads((root / "kapitan" / "schemas" / "crds" / file_name).read_text()))
 
 
+def _leaves(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
+    return [leaf for e in errors for leaf in (_leaves(e.context) if e.context else [e])]
+
+
+def _most_specific(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError | None:
+    """One error per object: the deepest, leaving out the oneOf branches written for other kinds."""
+    leaves = [e for e in _leaves(errors) if list(e.absolute_path) not in (["kind"], ["apiVersion"])] or _leaves(errors)
+    return max(leaves, key=lambda e: len(e.absolute_path), default=None)
+
+
 def _sidecar_as_pod(obj: dict) -> dict:
     spec = obj["spec"]["template"]["spec"]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "argocd-repo-server-sidecar"},
@@ -44,8 +54,8 @@ def problems_of(obj: dict, root: Path, kubernetes_version: str) -> list[str]:
         return ["not a Kubernetes object (no apiVersion/kind)"]
     group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
     if group in CUSTOM_RESOURCE_SCHEMAS:
-        validator = _validator(root, CUSTOM_RESOURCE_SCHEMAS[group])
-        return [f"{'.'.join(map(str, e.absolute_path)) or '(object)'}: {e.message}" for e in validator.iter_errors(obj)]
+        error = _most_specific(list(_validator(root, CUSTOM_RESOURCE_SCHEMAS[group]).iter_errors(obj)))
+        return [] if error is None else [f"{'.'.join(map(str, error.absolute_path)) or '(object)'}: {error.message[:300]}"]
     if (obj["metadata"].get("namespace"), obj["metadata"].get("name")) == ARGOCD_REPO_SERVER:
         obj = _sidecar_as_pod(obj)
     if obj["kind"] == "ConfigMap" and "plugin.yaml" in obj.get("data", {}):

@@ -1,0 +1,196 @@
+"""`airflow-gitops validate`: each check passes on this repository and fails, naming the file and
+what is wrong, on a copy broken on purpose."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_repo
+from airflow_gitops.validate import (airflow_config, dags_check, inventory_schema, kubernetes_schemas,
+                                     kustomize_build, secrets_scan, security_policy, up_to_date)
+from airflow_gitops.validate.runner import context_for
+
+CLI = str(Path(sys.executable).with_name("airflow-gitops"))
+
+
+@pytest.fixture(autouse=True)
+def shared_tool_environments(monkeypatch):
+    """Copies use the repository's Airflow and checkov virtualenvs instead of building their own."""
+    monkeypatch.setenv("AIRFLOW_GITOPS_CACHE", str(REPO / ".cache"))
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    root = copy_repo(tmp_path / "repo")
+    for name in ("dags", ".checkov.yaml"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
+    return root
+
+
+def edit_yaml(path: Path, change) -> None:
+    obj = yaml.safe_load(path.read_text())
+    change(obj)
+    path.write_text(yaml.safe_dump(obj, sort_keys=False))
+
+
+def only(outcomes, target="dev"):
+    return outcomes[target]
+
+
+def test_inventory_check_names_file_and_key():
+    ctx = context_for(REPO, ["staging"])
+    assert only(inventory_schema.run(ctx), "staging").status == "ok"
+    ctx.parameters["staging"] = {**ctx.parameters["staging"], "scheduler": {**ctx.parameters["staging"]["scheduler"], "replicas": "three"}}
+    outcome = only(inventory_schema.run(ctx), "staging")
+    assert outcome.status == "fail"
+    assert outcome.reasons == ["inventory/targets/staging.yml: parameters.airflow.scheduler.replicas: 'three' is not of type 'integer'"]
+
+
+def test_up_to_date_reports_hand_edits_missing_and_extra_files_with_a_diff(repo_copy):
+    scheduler = next((repo_copy / "compiled" / "dev").rglob("deployment-airflow-scheduler.yaml"))
+    scheduler.write_text(scheduler.read_text().replace("replicas: 1", "replicas: 3"))
+    (repo_copy / "compiled" / "prod" / "manifests" / "base" / "configmap-by-hand.yaml").write_text("kind: ConfigMap\n")
+    next((repo_copy / "compiled" / "staging").rglob("service-airflow-api-server.yaml")).unlink()
+    outcomes = up_to_date.run(context_for(repo_copy, None))
+    dev = outcomes["dev"]
+    assert dev.status == "fail" and len(dev.reasons) == 1
+    assert dev.reasons[0].startswith("compiled/dev/manifests/workloads/deployment-airflow-scheduler.yaml: differs from a fresh compile")
+    assert "-  replicas: 3" in dev.reasons[0] and "+  replicas: 1" in dev.reasons[0]
+    assert outcomes["prod"].reasons == ["compiled/prod/manifests/base/configmap-by-hand.yaml: not produced by a compile "
+                                        "(written by hand, or left from a removed component)"]
+    assert outcomes["staging"].reasons == ["compiled/staging/manifests/workloads/service-airflow-api-server.yaml: missing; "
+                                           "run `make compile` and commit compiled/"]
+    assert outcomes["bootstrap"].status == "ok"
+
+
+def test_up_to_date_reports_a_failing_compile(repo_copy):
+    target = repo_copy / "inventory" / "targets" / "dev.yml"
+    assert "\n  airflow:\n" in target.read_text()
+    target.write_text(target.read_text().replace("\n  airflow:\n", "\n  airflow:\n    schedulr: {}\n", 1))
+    outcome = up_to_date.run(context_for(repo_copy, ["dev"]))["dev"]
+    assert outcome.status == "fail" and "inventory/targets/dev.yml: parameters.airflow" in outcome.reasons[0]
+
+
+def test_kubernetes_schemas_are_strict_and_cover_custom_resources(repo_copy):
+    ctx = context_for(repo_copy, None)
+    assert all(o.status == "ok" for o in kubernetes_schemas.run(ctx).values())
+    edit_yaml(next((repo_copy / "compiled" / "prod").rglob("deployment-airflow-scheduler.yaml")),
+              lambda o: o["spec"].update(replica=2))
+    edit_yaml(repo_copy / "compiled" / "staging" / "argocd" / "application-airflow-staging.yaml",
+              lambda o: o["spec"].pop("project"))
+    outcomes = kubernetes_schemas.run(ctx)
+    assert len(outcomes["prod"].reasons) == 1 and "deployment-airflow-scheduler.yaml: spec" in outcomes["prod"].reasons[0]
+    assert "replica" in outcomes["prod"].reasons[0] and "(Kubernetes 1.33)" in outcomes["prod"].reasons[0]
+    assert outcomes["staging"].reasons == ["compiled/staging/argocd/application-airflow-staging.yaml: spec: 'project' is a required property"]
+
+
+def test_kustomize_finds_unlisted_files_and_broken_kustomizations(repo_copy):
+    ctx = context_for(repo_copy, None)
+    assert all(o.status == "ok" for o in kustomize_build.run(ctx).values())
+    edit_yaml(repo_copy / "compiled" / "dev" / "manifests" / "workloads" / "kustomization.yaml",
+              lambda o: o["resources"].remove("service-airflow-api-server.yaml"))
+    edit_yaml(repo_copy / "compiled" / "prod" / "manifests" / "base" / "kustomization.yaml",
+              lambda o: o["resources"].append("configmap-gone.yaml"))
+    outcomes = kustomize_build.run(ctx)
+    assert outcomes["dev"].reasons == ["compiled/dev/manifests/workloads/service-airflow-api-server.yaml: "
+                                       "not listed in any kustomization.yaml, so never applied"]
+    assert outcomes["prod"].reasons[0].startswith("compiled/prod/manifests: kubectl kustomize failed:")
+    assert outcomes["staging"].status == "ok"
+
+
+def test_security_policy_fails_a_privileged_container_and_counts_few_findings_without_skips(repo_copy):
+    edit_yaml(next((repo_copy / "compiled" / "dev").rglob("deployment-airflow-triggerer.yaml")),
+              lambda o: o["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(
+                  privileged=True, allowPrivilegeEscalation=True))
+    outcomes = security_policy.run(context_for(repo_copy, None))
+    assert outcomes["prod"].status == outcomes["staging"].status == "ok"
+    assert outcomes["bootstrap"].status == "skip"
+    dev = outcomes["dev"].reasons
+    assert any("deployment-airflow-triggerer.yaml: CKV_K8S_16 " in r for r in dev), dev
+    assert all("deployment-airflow-triggerer.yaml" in r for r in dev)
+    # The aim: even with no skips at all, at most 0.3 failed checks per resource.
+    findings = security_policy.scan(REPO, use_config=False)
+    assert len(findings.failed) / findings.resources <= 0.3, (len(findings.failed), findings.resources)
+
+
+def test_secrets_check_finds_literal_values_and_credentials(repo_copy):
+    ctx = context_for(repo_copy, None)
+    assert all(o.status == "ok" for o in secrets_scan.run(ctx).values())
+    edit_yaml(repo_copy / "compiled" / "dev" / "manifests" / "base" / "secret-airflow-secrets.yaml",
+              lambda o: o["stringData"].update({"jwt-secret": "plain-text-value"}))
+    (repo_copy / "inventory" / "targets" / "prod.yml").write_text(
+        (repo_copy / "inventory" / "targets" / "prod.yml").read_text()
+        + "# postgresql://airflow:hunter2hunter2@db.example.com/airflow\n")
+    outcomes = secrets_scan.run(ctx)
+    assert outcomes["dev"].reasons == ["compiled/dev/manifests/base/secret-airflow-secrets.yaml: Secret airflow-secrets "
+                                       "stringData.jwt-secret is not a Kapitan ref tag (a literal value in Git)"]
+    assert len(outcomes["prod"].reasons) == 1 and "a password in a URL" in outcomes["prod"].reasons[0]
+    assert outcomes["prod"].reasons[0].startswith("inventory/targets/prod.yml:")
+
+
+@pytest.mark.parametrize("text, finding", [
+    ("key: |\n  -----BEGIN OPENSSH PRIVATE KEY-----\n", "a private key"),
+    ("token: ghp_" + "a1B2" * 10 + "\n", "a GitHub token"),
+    ("password: s3cret-pass\n", "'password' holds a literal value"),
+    ("url: https://user:tok3n@git.example.com/x.git\n", "a password in a URL"),
+])
+def test_secrets_patterns(text, finding):
+    problems = secrets_scan.scan_text(text, "f.yml")
+    assert problems and finding in problems[0]
+
+
+@pytest.mark.parametrize("text", [
+    "jwt-secret: ?{base64:targets/dev/jwt_secret||random:str:43}\n",
+    "value: postgresql+psycopg2://airflow:$(AIRFLOW_DATABASE_PASSWORD)@db:5432/airflow\n",
+    "secret_key: connection\n",
+    "known_hosts: github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n",
+])
+def test_secrets_patterns_leave_references_and_public_keys_alone(text):
+    assert secrets_scan.scan_text(text, "f.yml") == []
+
+
+def test_dags_check_reports_a_syntax_error_with_file_and_line(repo_copy):
+    (repo_copy / "dags" / "broken.py").write_text("from airflow.sdk import dag\n\ndef oops(:\n    pass\n")
+    outcomes = dags_check.run(context_for(repo_copy, ["dev"]))
+    assert outcomes["dev"].status == "fail"
+    assert any("broken.py:3" in r for r in outcomes["dev"].reasons), outcomes["dev"].reasons
+
+
+@pytest.mark.slow
+def test_airflow_check_refuses_an_option_airflow_does_not_know(repo_copy):
+    config = next((repo_copy / "compiled" / "staging").rglob("configmap-airflow-config.yaml"))
+    edit_yaml(config, lambda o: o["data"].update({"airflow.cfg": o["data"]["airflow.cfg"].replace("[core]\n", "[core]\nparalelism = 4\n", 1)}))
+    outcomes = airflow_config.run(context_for(repo_copy, ["staging"]))
+    assert outcomes["staging"].status == "fail"
+    assert "core" in outcomes["staging"].reasons[0] and "paralelism" in outcomes["staging"].reasons[0]
+
+
+def test_validate_exits_non_zero_and_tables_the_stale_environment(repo_copy):
+    next((repo_copy / "compiled" / "prod").rglob("deployment-airflow-api-server.yaml")).write_text("edited: by hand\n")
+    result = subprocess.run([CLI, "validate", "--check", "inventory", "--check", "up-to-date"], cwd=repo_copy,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["check", "dev", "prod", "staging", "bootstrap"]
+    assert lines[2].split() == ["up-to-date", "ok", "FAIL", "ok", "ok"]
+    assert "prod / up-to-date:" in result.stdout and "deployment-airflow-api-server.yaml: differs" in result.stdout
+    assert "validate [2/2]" in result.stderr
+
+
+@pytest.mark.slow
+def test_validate_passes_on_this_repository():
+    result = subprocess.run([CLI, "validate", "--json", "--quiet"], cwd=REPO, capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    failures = {c: {t: o["reasons"] for t, o in per.items() if o["status"] == "fail"} for c, per in report["checks"].items()}
+    assert result.returncode == 0 and report["ok"], failures
+    assert list(report["checks"]) == ["inventory", "up-to-date", "kubernetes-schemas", "kustomize", "security-policy",
+                                      "secrets", "airflow", "dags"]
+    assert report["targets"] == ["dev", "prod", "staging", "bootstrap"]
