@@ -53,8 +53,7 @@ def _run_one(check: ModuleType, ctx: Context) -> dict[str, Outcome]:
         outcomes = check.run(ctx)
     except Exception as error:  # a crashed check fails, with its reason, rather than stopping the others
         reason = f"the check could not run: {type(error).__name__}: {error}"
-        outcomes = {}
-        return {t: Outcome.failed([reason]) for t in ctx.targets} | outcomes
+        return {t: Outcome.failed([reason]) for t in ctx.targets}
     return {t: outcomes.get(t, Outcome.skipped("does not apply")) for t in ctx.targets}
 
 
