@@ -16,9 +16,10 @@ import jsonschema
 import pytest
 import yaml
 
+from airflow_gitops.validate.kustomize_build import kubectl
 from conftest import ENVIRONMENTS, REPO, inventory_of, validate_object
 
-KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+KUBECTL = kubectl()
 
 SCHEMA = json.loads((REPO / "kapitan" / "schemas" / "crds" / "argocd.schema.json").read_text())
 

@@ -270,7 +270,9 @@ def test_kubectl_kustomize_builds_every_object_of_the_environment(env, fresh_rep
     import sys
     from pathlib import Path
 
-    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+    from airflow_gitops.validate.kustomize_build import kubectl as kubectl_path
+
+    kubectl = kubectl_path()
     from conftest import MANIFEST_GROUPS
 
     directory = fresh_repo / "compiled" / env / "manifests"

@@ -15,9 +15,10 @@ import jsonschema
 import pytest
 import yaml
 
+from airflow_gitops.validate.kustomize_build import kubectl
 from conftest import ENVIRONMENTS, MANIFEST_GROUPS, REPO, compile_in, copy_repo, load_manifests, read_tree
 
-KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+KUBECTL = kubectl()
 SCHEMA = json.loads((REPO / "kapitan" / "schemas" / "crds" / "flux.schema.json").read_text())
 PROTECTED = {"kustomize.toolkit.fluxcd.io/prune": "disabled", "argocd.argoproj.io/sync-options": "Prune=false"}
 

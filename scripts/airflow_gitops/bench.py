@@ -16,17 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .kapitan_runner import kapitan_executable
+from .kapitan_runner import copy_compile_inputs, kapitan_executable
 from .repo import find_root
-
-COPIED = (".kapitan", "inventory", "components", "kapitan")
-
-
-def _copy(root: Path, dest: Path) -> None:
-    for name in COPIED:
-        src = root / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
-
 
 def _timed(args: list[str], cwd: Path) -> float:
     start = time.perf_counter()
@@ -41,7 +32,7 @@ def run(extra_environments: int, repeats: int) -> dict[str, float]:
     root = find_root()
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-bench-") as tmp:
         work = Path(tmp)
-        _copy(root, work)
+        copy_compile_inputs(root, work)
         single = statistics.median(_timed(["compile", "-t", "dev"], work) for _ in range(repeats))
         template = (work / "inventory" / "targets" / "staging.yml").read_text()
         for i in range(extra_environments):

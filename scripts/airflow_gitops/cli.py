@@ -34,28 +34,19 @@ def _inventory(args: argparse.Namespace) -> int:
 
 
 def _check_airflow(args: argparse.Namespace) -> int:
-    from . import airflow_checks, inventory
-    from .airflow_env import ensure_airflow
+    from .validate import airflow_config
+    from .validate.runner import context_for
 
-    root = find_root()
-    targets = args.target or inventory.list_targets(root)
-    for target in targets:
-        version = inventory.airflow_parameters(root, target)["version"]
-        env = ensure_airflow(root, version)
-        manifests = root / "compiled" / target / "manifests"
-        config = airflow_checks.find_manifest(manifests, "configmap-airflow-config.yaml")
-        if config is None:
-            raise AirflowGitopsError(f"compiled/{target}/manifests: no airflow.cfg ConfigMap; run `make compile`")
-        cfg = airflow_checks.extract_configmap_file(config, "airflow.cfg")
-        report = airflow_checks.check_airflow_cfg(env, cfg, f"compiled/{target}: airflow.cfg")
-        for note in report.notes:
-            print(f"{target}: note: {note}")
-        template = airflow_checks.find_manifest(manifests, "configmap-airflow-pod-template.yaml")
-        if template is not None:
-            text = airflow_checks.extract_configmap_file(template, "pod_template.yaml")
-            airflow_checks.check_pod_template(env, text, f"compiled/{target}: pod_template.yaml")
-        print(f"{target}: airflow.cfg and pod template accepted by Apache Airflow {version}")
-    return 0
+    ctx = context_for(find_root(), args.target)
+    failed = False
+    for target in ctx.environments:
+        outcome = airflow_config.check_environment(ctx, target)
+        if outcome.status == "ok":
+            print(f"{target}: airflow.cfg and pod template accepted by Apache Airflow {ctx.parameters[target]['version']}")
+        else:
+            failed = True
+            print(f"{target}: " + "\n".join(outcome.reasons), file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _config_options(args: argparse.Namespace) -> int:

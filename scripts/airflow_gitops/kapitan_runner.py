@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,16 @@ from .errors import CompileError
 _ERROR_LINE = re.compile(r"^Error compiling (?P<target>\S+): (?P<message>.+)$", re.MULTILINE)
 _RECLASS_ERROR = re.compile(r"^(Reclass-rs error: .+|Inventory error: .+)$", re.MULTILINE)
 _RECLASS_NODE = re.compile(r"^Reclass-rs error: Error while rendering inventory: Error rendering node (?P<node>[^:\s]+): (?P<message>.+)$")
+
+
+# What a compile reads: a copy of these compiles exactly like the repository.
+COMPILE_INPUTS = (".kapitan", "inventory", "components", "kapitan")
+
+
+def copy_compile_inputs(root: Path, dest: Path) -> None:
+    for name in COMPILE_INPUTS:
+        src = root / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
 
 
 def kapitan_executable() -> str:

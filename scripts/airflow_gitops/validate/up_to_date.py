@@ -4,17 +4,14 @@ A hand edit or a forgotten `make compile` shows as stale, with the files and a s
 from __future__ import annotations
 
 import difflib
-import shutil
 import tempfile
 from pathlib import Path
 
 from ..errors import CompileError
-from ..kapitan_runner import compile_targets
+from ..kapitan_runner import compile_targets, copy_compile_inputs
 from .model import BOOTSTRAP, Context, Outcome
 
 NAME = "up-to-date"
-# What a compile reads (the same set the benchmark and the tests copy).
-COMPILE_INPUTS = (".kapitan", "inventory", "components", "kapitan")
 DIFF_LINES = 12
 
 
@@ -49,9 +46,7 @@ def compare(committed: Path, fresh: Path, prefix: str) -> list[str]:
 def run(ctx: Context) -> dict[str, Outcome]:
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-validate-") as tmp:
         work = Path(tmp)
-        for name in COMPILE_INPUTS:
-            src = ctx.root / name
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+        copy_compile_inputs(ctx.root, work)
         try:
             compile_targets(work)
         except CompileError as error:
