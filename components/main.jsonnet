@@ -1,6 +1,7 @@
 // Every component of an environment in one evaluation: the inventory is read and checked once
 // and the shared libraries are evaluated once per target (one evaluation per component would
 // repeat all of that a dozen times). Each component returns no files when its feature is off.
+local inv = import 'inventory.libsonnet';
 local k = import 'k8s.libsonnet';
 
 local components = [
@@ -16,37 +17,56 @@ local components = [
   import 'triggerer/main.jsonnet',
   import 'workers/main.jsonnet',
   import 'postgres/main.jsonnet',
+  import 'pgbouncer/main.jsonnet',
+  import 'celery/main.jsonnet',
+  import 'metrics/main.jsonnet',
+  import 'housekeeping/main.jsonnet',
+  import 'airflow-objects/main.jsonnet',
   import 'network-policies/main.jsonnet',
+  import 'extra-manifests/main.jsonnet',
 ];
 
-local files = std.foldl(function(files, component) files + component, components, {});
-
-// Argo CD applies in waves and waits for each to be healthy: the namespace, then config, secrets
-// and the bundled database, then the migration Job (healthy once it succeeded), then the
-// workloads that wait for migrations anyway. Flux ignores the annotation.
-local waves = {
-  Namespace: '-3',
-  Job: '-1',
-  Deployment: '0',
-  PodDisruptionBudget: '0',
-};
-local wave(obj) =
-  if std.objectHas(waves, obj.kind) then waves[obj.kind]
-  else if obj.kind == 'StatefulSet' || obj.kind == 'Service' && obj.metadata.name == 'airflow-postgres' then '-2'
-  else if obj.kind == 'Service' then '0'
-  else '-2';
+// An extra manifest (the last component) must not replace an object of ours.
+local files = std.foldl(
+  function(files, component)
+    local clash = [name for name in std.objectFields(component) if std.objectHas(files, name)];
+    if clash == [] then files + component
+    else error 'invalid inventory: %s: parameters.airflow.extra_manifests: %s is an object Airflow GitOps already compiles; change it through its parameters instead' % [inv.targetFile, clash[0]],
+  components,
+  {}
+);
 
 // Three directories, each a kustomization of its own, applied in this order: Flux applies each
 // as a separate Kustomization (its `path` is a directory) and waits for one before the next;
 // Argo CD reads the top-level kustomization.yaml, which lists all three, and orders by waves.
-//   base:       namespace, config, secrets, accounts, RBAC, PVCs and the bundled PostgreSQL
+//   base:       namespace, config, secrets, accounts, RBAC, PVCs, NetworkPolicies and the
+//               services Airflow depends on (bundled PostgreSQL, PgBouncer, Redis, statsd-exporter)
 //   migrations: the `airflow db migrate` Job
-//   workloads:  Deployments, their Services and PodDisruptionBudgets
+//   workloads:  Airflow's own workloads, their Services, budgets and autoscalers, routes, the
+//               housekeeping CronJobs and the Job applying connections, variables and pools
+local componentOf(obj) = std.get(std.get(obj.metadata, 'labels', {}), 'app.kubernetes.io/component', '');
+local dependencies = ['postgres', 'redis', 'pgbouncer', 'statsd'];
+local workloadKinds = [
+  'Deployment', 'StatefulSet', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'Job', 'CronJob',
+  'ScaledObject', 'TriggerAuthentication', 'Ingress', 'HTTPRoute', 'ServiceMonitor',
+];
 local group(obj) =
-  if obj.kind == 'Job' then 'migrations'
-  else if std.member(['Deployment', 'PodDisruptionBudget'], obj.kind)
-          || obj.kind == 'Service' && obj.metadata.name != 'airflow-postgres' then 'workloads'
+  if obj.kind == 'Job' && componentOf(obj) == 'db-migrations' then 'migrations'
+  else if std.member(workloadKinds, obj.kind) && !std.member(dependencies, componentOf(obj)) then 'workloads'
   else 'base';
+
+// Argo CD applies in waves and waits for each to be healthy: the namespace, then the base, then
+// the migration Job (healthy once it succeeded), then the workloads that wait for migrations
+// anyway, and last the Job applying connections, variables and pools (it needs the migrated
+// database). Flux ignores the annotation.
+local wave(obj) =
+  if obj.kind == 'Namespace' then '-3'
+  else
+    local g = group(obj);
+    if g == 'base' then '-2'
+    else if g == 'migrations' then '-1'
+    else if obj.kind == 'Job' then '1'
+    else '0';
 local groups = ['base', 'migrations', 'workloads'];
 
 local kustomization(resources) = {

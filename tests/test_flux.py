@@ -136,7 +136,8 @@ def test_objects_are_grouped_in_apply_order(flux_repo, env):
     kinds = {group: {yaml.safe_load(p.read_text())["kind"] for p in (manifests / group).glob("*.yaml")
                      if p.name != "kustomization.yaml"} for group in MANIFEST_GROUPS}
     assert kinds["migrations"] == {"Job"}
-    assert kinds["workloads"] <= {"Deployment", "Service", "PodDisruptionBudget"} and "Deployment" in kinds["workloads"]
+    # Airflow's own workloads, and the housekeeping CronJobs that need the migrated database.
+    assert kinds["workloads"] <= {"Deployment", "Service", "PodDisruptionBudget", "CronJob"} and "Deployment" in kinds["workloads"]
     assert {"Namespace", "ConfigMap", "ServiceAccount"} <= kinds["base"] and "ExternalSecret" in kinds["base"]
     assert not kinds["base"] & {"Job", "Deployment", "PodDisruptionBudget"}
     # Nothing but directories and kustomization.yaml at the top: Flux and Argo CD read the kustomization.

@@ -41,12 +41,61 @@ local service =
   + k.service.withLabels(a.labels('api-server'))
   + k.service.withAnnotations(c.service.annotations);
 
-k.files(
-  a.component('api-server', a.names.apiServer, c, main,
-              extraVolumes=[
-                k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
-                k.volume.secret('admin-password', a.names.adminPasswords),
-              ],
-              extraInitContainers=[writePasswords])
-  + [service]
-)
+local hpa = c.autoscaling;
+local objects = a.component('api-server', a.names.apiServer, c, main,
+                            extraVolumes=[
+                              k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
+                              k.volume.secret('admin-password', a.names.adminPasswords),
+                            ],
+                            extraInitContainers=[writePasswords],
+                            minReplicas=if hpa.enabled then hpa.min_replicas else c.replicas,
+                            maxReplicas=if hpa.enabled then hpa.max_replicas else c.replicas,
+                            autoscaled=hpa.enabled);
+
+local autoscaler =
+  if hpa.enabled then
+    k.hpa.new(a.names.apiServer, a.namespace, objects[0], hpa.min_replicas, hpa.max_replicas, hpa.target_cpu_utilization)
+    // Scale in slowly: a UI session or a worker's Execution API call should not lose its server.
+    + k.hpa.withScaleDown(300, 1)
+    + k.hpa.withLabels(a.labels('api-server'));
+
+local ingress =
+  local i = c.ingress;
+  if i.enabled then
+    k.object.new('networking.k8s.io/v1', 'Ingress', a.names.apiServer, a.namespace) {
+      spec: (if i.class_name == '' then {} else { ingressClassName: i.class_name })
+            + (if std.get(i, 'tls_secret_name', '') == '' then {} else { tls: [{ hosts: [i.host], secretName: i.tls_secret_name }] })
+            + {
+              rules: [{
+                host: i.host,
+                http: { paths: [{
+                  path: i.path,
+                  pathType: 'Prefix',
+                  backend: { service: { name: a.names.apiServer, port: { name: 'http' } } },
+                }] },
+              }],
+            },
+    }
+    + k.object.withLabels(a.labels('api-server'))
+    + k.object.withAnnotations(std.get(i, 'annotations', {}));
+
+local httpRoute =
+  local r = c.http_route;
+  if r.enabled then
+    k.object.new('gateway.networking.k8s.io/v1', 'HTTPRoute', a.names.apiServer, a.namespace) {
+      spec: {
+        parentRefs: [
+          { name: ref.name }
+          + (if std.get(ref, 'namespace', '') == '' then {} else { namespace: ref.namespace })
+          + (if std.get(ref, 'section_name', '') == '' then {} else { sectionName: ref.section_name })
+          for ref in r.parent_refs
+        ],
+        rules: [{
+          matches: [{ path: { type: 'PathPrefix', value: r.path } }],
+          backendRefs: [{ name: a.names.apiServer, port: c.service.port }],
+        }],
+      } + (if std.get(r, 'hostnames', []) == [] then {} else { hostnames: r.hostnames }),
+    }
+    + k.object.withLabels(a.labels('api-server'));
+
+k.files(objects + [service, autoscaler, ingress, httpRoute])

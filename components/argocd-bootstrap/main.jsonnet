@@ -4,6 +4,7 @@
 // the argocd-repo-server sidecar it runs in. Nothing when no environment uses Argo CD.
 local argocd = import 'argocd.libsonnet';
 local bootstrap = import 'bootstrap.libsonnet';
+local k = import 'k8s.libsonnet';
 
 local environments = [bootstrap.airflow(t) for t in bootstrap.targets('argocd')];
 local g = bootstrap.shared('argocd', ['repo_url', 'revision', 'argocd.namespace', 'argocd.project', 'argocd.plugin_image']);
@@ -18,7 +19,21 @@ local namespaced = [
   { group: 'policy', kind: 'PodDisruptionBudget' }, { group: 'networking.k8s.io', kind: 'NetworkPolicy' },
   { group: 'rbac.authorization.k8s.io', kind: 'Role' }, { group: 'rbac.authorization.k8s.io', kind: 'RoleBinding' },
   { group: 'external-secrets.io', kind: 'ExternalSecret' },
+  { group: 'batch', kind: 'CronJob' }, { group: 'autoscaling', kind: 'HorizontalPodAutoscaler' },
+  { group: 'networking.k8s.io', kind: 'Ingress' }, { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' },
+  { group: 'keda.sh', kind: 'ScaledObject' }, { group: 'keda.sh', kind: 'TriggerAuthentication' },
+  { group: 'monitoring.coreos.com', kind: 'ServiceMonitor' },
 ];
+
+// And the kinds of the environments' extra_manifests, which the project must allow too.
+local extraKinds(clusterScoped) =
+  local all = [
+    { group: if std.length(std.findSubstr('/', o.apiVersion)) > 0 then std.split(o.apiVersion, '/')[0] else '', kind: o.kind }
+    for e in environments
+    for o in std.objectValues(e.extra_manifests)
+  ];
+  local wanted = [x for x in all if std.member(k.clusterScopedKinds, x.kind) == clusterScoped];
+  std.set(wanted, function(x) x.group + '/' + x.kind);
 
 local project(name, description, destinations, clusterKinds, namespacedKinds) = {
   apiVersion: 'argoproj.io/v1alpha1',
@@ -58,8 +73,8 @@ if environments == [] then {} else {
   'appproject-airflow': project(
     g.argocd.project, 'Airflow environments compiled by Kapitan',
     [{ server: e.gitops.argocd.destination_server, namespace: e.namespace } for e in environments],
-    [{ group: '', kind: 'Namespace' }],
-    namespaced,
+    std.set([{ group: '', kind: 'Namespace' }] + extraKinds(true), function(x) x.group + '/' + x.kind),
+    std.set(namespaced + extraKinds(false), function(x) x.group + '/' + x.kind),
   ),
   'appproject-airflow-bootstrap': project(
     'airflow-bootstrap', 'The app-of-apps that creates one Application per Airflow environment',

@@ -10,4 +10,4 @@ local main =
   // starts an `airflow` process, so readiness is checked as seldom as liveness).
   + k.container.withProbes(readiness=a.jobCheckProbe('DagProcessorJob'), liveness=a.jobCheckProbe('DagProcessorJob', periodSeconds=120));
 
-k.files(a.component('dag-processor', a.names.dagProcessor, c, main, needsDags=true))
+k.files(a.component('dag-processor', a.names.dagProcessor, c, main, needsDags=true, groomLogs=true))

@@ -10,7 +10,7 @@ local kap = import 'lib/kapitan.libjsonnet';
 
 local p = a.params;
 local container =
-  a.container('db-migrate', ['db', 'migrate'], p.migrations.resources)
+  a.container('db-migrate', ['db', 'migrate'], p.migrations.resources, direct=true)
   + k.container.withVolumeMounts(a.baseMounts);
 
 local pod =
@@ -32,5 +32,5 @@ k.files([
   // and re-creates the Job instead, which re-runs the idempotent `airflow db migrate` once.
   // Argo CD ignores the annotation.
   + k.job.withAnnotations({ 'kustomize.toolkit.fluxcd.io/force': 'enabled' }),
-  k.serviceAccount.new('airflow-migrations', a.namespace) + k.serviceAccount.withLabels(a.labels('db-migrations')),
+  a.serviceAccount('airflow-migrations', 'db-migrations'),
 ])

@@ -10,8 +10,13 @@ local components(names) = {
   matchLabels: { 'app.kubernetes.io/name': 'airflow', 'app.kubernetes.io/instance': a.env },
   matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: names }],
 };
-// Every Airflow process (not the bundled database).
-local airflowPods = components(['api-server', 'scheduler', 'dag-processor', 'triggerer', 'worker', 'db-migrations']);
+// Every Airflow process (not the services it depends on).
+local airflowPods = components([
+  'api-server', 'scheduler', 'dag-processor', 'triggerer', 'worker', 'celery-worker', 'flower', 'db-migrations',
+  'housekeeping', 'airflow-objects',
+]);
+// Pods that run tasks or serve their logs.
+local taskPods = ['worker', 'celery-worker'] + (if a.isLocalExecutor then ['scheduler'] else []);
 local tcp(port) = { protocol: 'TCP', port: port };
 
 local policy(name, podSelector, ingress=null, egress=null) =
@@ -23,10 +28,24 @@ local policy(name, podSelector, ingress=null, egress=null) =
       + (if egress != null then { egress: egress } else {}),
   } + k.object.withLabels(a.labels('network-policy'));
 
-local database =
-  if p.database.mode == 'bundled' then [{ to: [{ podSelector: { matchLabels: a.selectorLabels('postgres') } }], ports: [tcp(5432)] }]
+local bundledDb = p.database.mode == 'bundled';
+local pgbouncer = p.database.pgbouncer.enabled;
+local directDatabase =
+  if bundledDb then [{ to: [{ podSelector: { matchLabels: a.selectorLabels('postgres') } }], ports: [tcp(5432)] }]
   // An external database's address is not in the inventory: its port, anywhere.
-  else [{ ports: [tcp(5432)] }];
+  else [{ ports: [tcp(p.database.external.port)] }];
+// Through PgBouncer, and directly (migrations and `db clean` bypass it).
+local database =
+  directDatabase
+  + (if pgbouncer then [{ to: [{ podSelector: { matchLabels: a.selectorLabels('pgbouncer') } }], ports: [tcp(a.pgbouncerPort)] }] else []);
+local celeryBroker = a.isCeleryExecutor && p.celery.broker.mode == 'bundled';
+local keda = a.isCeleryExecutor && p.celery.workers.autoscaling.mode == 'keda';
+local statsd = p.metrics.mode == 'statsd';
+local remote = p.logs.remote;
+// Elasticsearch and OpenSearch listen on their own port (9200), named in the host URL.
+local remoteLogPort =
+  local parts = if std.member(['elasticsearch', 'opensearch'], remote.provider) then std.split(remote.host, ':') else [];
+  if std.length(parts) > 2 then std.parseInt(std.split(parts[2], '/')[0]) else null;
 
 k.files(if !np.enabled then [] else [
   policy('airflow-default-deny', {}, ingress=[], egress=[]),
@@ -44,17 +63,52 @@ k.files(if !np.enabled then [] else [
   // and the Kubernetes API for the scheduler launching worker pods (443 or 6443).
   policy('airflow-egress-git-https', airflowPods, egress=[{ ports: [tcp(22), tcp(443), tcp(6443)] }]),
   // The API server reads logs of running tasks from the workers (8793) and the triggerer (8794).
-  policy('airflow-log-serving', components(['worker', 'scheduler', 'triggerer']), ingress=[{
+  policy('airflow-log-serving', components(taskPods + ['triggerer']), ingress=[{
     from: [{ podSelector: { matchLabels: a.selectorLabels('api-server') } }], ports: [tcp(8793), tcp(8794)],
   }]),
   policy('airflow-api-server-fetches-logs', components(['api-server']), egress=[{
-    to: [{ podSelector: components(['worker', 'scheduler', 'triggerer']) }], ports: [tcp(8793), tcp(8794)],
+    to: [{ podSelector: components(taskPods + ['triggerer']) }], ports: [tcp(8793), tcp(8794)],
   }]),
 ]
-+ (if p.database.mode == 'bundled' then [
-  policy('airflow-postgres', components(['postgres']), ingress=[{ from: [{ podSelector: airflowPods }], ports: [tcp(5432)] }]),
++ (if pgbouncer then [
+  policy('airflow-pgbouncer', components(['pgbouncer']), ingress=[{ from: [{ podSelector: airflowPods }], ports: [tcp(a.pgbouncerPort)] }], egress=directDatabase),
+] else [])
++ (if celeryBroker then [
+  policy('airflow-redis', components(['redis']), ingress=[{ from: [{ podSelector: airflowPods }], ports: [tcp(6379)] }]),
+  policy('airflow-to-redis', airflowPods, egress=[{ to: [{ podSelector: { matchLabels: a.selectorLabels('redis') } }], ports: [tcp(6379)] }]),
+] else if a.isCeleryExecutor then [
+  // An external broker: Redis's port, anywhere.
+  policy('airflow-to-broker', airflowPods, egress=[{ ports: [tcp(6379)] }]),
+] else [])
++ (if a.isCeleryExecutor && p.celery.flower.enabled then [
+  policy('airflow-flower', components(['flower']), ingress=[{ ports: [tcp(p.celery.flower.port)] }]),
+] else [])
++ (if statsd then [
+  policy('airflow-to-statsd', airflowPods, egress=[{
+    to: [{ podSelector: { matchLabels: a.selectorLabels('statsd') } }], ports: [{ protocol: 'UDP', port: 9125 }, tcp(9125)],
+  }]),
+  // Airflow sends; Prometheus (in its own namespace) scrapes.
+  policy('airflow-statsd', components(['statsd']), ingress=[
+    { from: [{ podSelector: airflowPods }], ports: [{ protocol: 'UDP', port: 9125 }, tcp(9125)] },
+    { ports: [tcp(9102)] },
+  ]),
+] else [])
++ (if p.metrics.mode == 'otel' then [
+  policy('airflow-to-otel-collector', airflowPods, egress=[{ ports: [tcp(p.metrics.otel.port)] }]),
+] else [])
++ (if remoteLogPort != null then [
+  policy('airflow-to-log-store', airflowPods, egress=[{ ports: [tcp(remoteLogPort)] }]),
+] else [])
++ (if bundledDb then [
+  policy('airflow-postgres', components(['postgres']), ingress=[{
+    from: [{ podSelector: airflowPods }]
+          + (if pgbouncer then [{ podSelector: { matchLabels: a.selectorLabels('pgbouncer') } }] else [])
+          // KEDA's operator queries the task counts from its own namespace.
+          + (if keda then [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.celery.workers.autoscaling.keda.namespace } } }] else []),
+    ports: [tcp(5432)],
+  }]),
 ] else [])
 + (if np.worker_egress == 'any' then [
   // Tasks call external systems: task pods (and the scheduler running LocalExecutor tasks) reach anything.
-  policy('airflow-task-egress', components(['worker'] + (if a.isKubernetesExecutor then [] else ['scheduler'])), egress=[{}]),
+  policy('airflow-task-egress', components(taskPods), egress=[{}]),
 ] else []))

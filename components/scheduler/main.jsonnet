@@ -1,6 +1,7 @@
 // `airflow scheduler`. With the KubernetesExecutor it launches worker pods, so it alone gets a
 // service-account token and a Role limited to pods in its own namespace. With the
-// LocalExecutor tasks run here, so it needs the DAGs.
+// LocalExecutor tasks run here, so it needs the DAGs. With the CeleryExecutor it queues tasks
+// in the broker (wired in airflow.libsonnet).
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
 
@@ -32,7 +33,8 @@ local deploymentPatch =
   else {};
 
 local objects = a.component('scheduler', name, c, main,
-                            needsDags=!a.isKubernetesExecutor,
+                            needsDags=a.isLocalExecutor,
+                            groomLogs=true,
                             extraVolumes=if a.isKubernetesExecutor then [k.volume.configMap('pod-template', a.names.podTemplate)] else [],
                             apiAccess=a.isKubernetesExecutor);
 

@@ -9,6 +9,7 @@ local k = import 'k8s.libsonnet';
 local p = a.params;
 local bundledDb = p.database.mode == 'bundled';
 local eso = p.secrets.external_secrets;
+local celery = a.isCeleryExecutor && a.celerySecretsData != {};
 
 local fromRefs = [
   k.secret.new(a.names.secrets, a.namespace, a.secretsData) + k.secret.withLabels(a.labels('secrets')),
@@ -18,6 +19,8 @@ local fromRefs = [
   + k.secret.withLabels(a.labels('secrets')),
   if bundledDb then
     k.secret.new(a.names.metadataDb, a.namespace, { password: a.postgresPassword }) + k.secret.withLabels(a.labels('secrets')),
+  if celery then
+    k.secret.new(a.names.celerySecrets, a.namespace, a.celerySecretsData) + k.secret.withLabels(a.labels('secrets')),
 ];
 
 // An ExternalSecret writing Secret `name`: `keys` maps the Secret's keys to store keys under
@@ -47,6 +50,7 @@ local fromExternalSecrets = [
   externalSecret(a.names.adminPasswords, { 'admin-password': 'admin-password' }),
   // The pods compose the database URL from it, so it must be URL-safe (letters, digits, - and _).
   if bundledDb then externalSecret(a.names.metadataDb, { password: 'postgres-password' }),
+  if celery then externalSecret(a.names.celerySecrets, { [key]: key for key in std.objectFields(a.celerySecretsData) }),
 ];
 
 k.files(if p.secrets.mode == 'external-secrets' then fromExternalSecrets else fromRefs)

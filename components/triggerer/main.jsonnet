@@ -12,4 +12,4 @@ local main =
   + k.container.withPorts([k.container.containerPort('logs', 8794)])
   + k.container.withProbes(readiness=k.probe.tcp('logs'), liveness=a.jobCheckProbe('TriggererJob'));
 
-k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle))
+k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle, groomLogs=true))

@@ -6,7 +6,6 @@ k.files(
   if a.isKubernetesExecutor then [
     k.configMap.new(a.names.podTemplate, a.namespace, { 'pod_template.yaml': a.podTemplateYaml })
     + k.configMap.withLabels(a.labels('worker')),
-    k.serviceAccount.new(a.names.worker, a.namespace, a.params.workers.automount_service_account_token)
-    + k.serviceAccount.withLabels(a.labels('worker')),
+    a.serviceAccount(a.names.worker, 'worker', a.params.workers.automount_service_account_token),
   ] else []
 )

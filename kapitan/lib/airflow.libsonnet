@@ -44,6 +44,12 @@ local names = {
   worker: 'airflow-worker',
   gitSyncKnownHosts: 'airflow-git-sync-known-hosts',
   logsPvc: 'airflow-logs',
+  celerySecrets: 'airflow-celery',
+  celeryWorker: 'airflow-celery-worker',
+  flower: 'airflow-flower',
+  redis: 'airflow-redis',
+  pgbouncer: 'airflow-pgbouncer',
+  statsd: 'airflow-statsd',
 };
 
 local isBundle = p.dags.mode == 'bundle';
@@ -103,11 +109,58 @@ local bundle = {
     + [k.container.envValue('AIRFLOW_CONN_' + std.asciiUpper($.connId), std.manifestJsonMinified($.connection))],
 };
 
-local isKubernetesExecutor = p.executor == 'KubernetesExecutor';
+// `executor` names one executor or two (Airflow 3's multiple executors: the first is the default).
+local executors = std.split(p.executor, ',');
+local isKubernetesExecutor = std.member(executors, 'KubernetesExecutor');
+local isCeleryExecutor = std.member(executors, 'CeleryExecutor');
+local isLocalExecutor = std.member(executors, 'LocalExecutor');
 
 local image = '%s:%s' % [p.image.repository, p.image.tag];
 
 local apiServerUrl = 'http://%s.%s.svc.cluster.local:%d' % [names.apiServer, ns, p.api_server.service.port];
+
+// Metrics go to the bundled statsd-exporter, or to an OpenTelemetry collector.
+local metricsConfig =
+  local m = p.metrics;
+  if m.mode == 'statsd' then {
+    metrics: { statsd_on: 'True', statsd_host: '%s.%s.svc.cluster.local' % [names.statsd, ns], statsd_port: 9125, statsd_prefix: 'airflow' },
+  } else if m.mode == 'otel' then {
+    // The collector's address goes in the standard OTEL_* variables (otelEnv): Airflow 3.2
+    // deprecated [metrics] otel_host and otel_port in their favour.
+    metrics: { otel_on: 'True', otel_prefix: 'airflow' },
+  } + (if m.otel.traces then { traces: { otel_on: 'True' } } else {})
+  else {};
+local otelEnv =
+  local o = p.metrics.otel;
+  if p.metrics.mode != 'otel' then [] else [
+    k.container.envValue('OTEL_EXPORTER_OTLP_ENDPOINT', '%s://%s:%d' % [if o.ssl_active then 'https' else 'http', o.host, o.port]),
+    k.container.envValue('OTEL_EXPORTER_OTLP_PROTOCOL', 'http/protobuf'),
+    k.container.envValue('OTEL_SERVICE_NAME', 'airflow-' + env),
+  ];
+
+// Remote task logs: object storage (the connection finds credentials the way the cloud SDK
+// does: workload identity, or the mounted credentials file) or a search engine.
+local remote = p.logs.remote;
+local remoteConnId = std.get(remote, 'conn_id', '');
+local remoteLoggingConfig =
+  if remote.provider == 's3' || remote.provider == 'gcs' then {
+    logging: {
+      remote_logging: 'True',
+      remote_base_log_folder: remote.base_folder,
+      remote_log_conn_id: if remoteConnId != '' then remoteConnId else { s3: 'aws_default', gcs: 'google_cloud_default' }[remote.provider],
+    },
+  } else if remote.provider == 'elasticsearch' then {
+    logging: { remote_logging: 'True' },
+    // Tasks write JSON lines to stdout for the cluster's log shipper; the UI reads them back.
+    elasticsearch: { host: remote.host, write_stdout: 'True', json_format: 'True' },
+  } else if remote.provider == 'opensearch' then {
+    // Airflow needs the port on its own (it fails without); username and password come from
+    // the credentials Secret's files (remoteCredentials).
+    local url = std.split(remote.host, ':'),
+    logging: { remote_logging: 'True' },
+    opensearch: { host: url[0] + ':' + url[1], port: if std.length(url) > 2 then std.parseInt(std.split(url[2], '/')[0]) else 443,
+                  write_stdout: 'True', json_format: 'True' },
+  } else {};
 
 // Settings derived from other parameters; the user's free-form config is merged over them
 // (keys that must not be overridden are refused by inventory.libsonnet).
@@ -125,6 +178,12 @@ local derivedConfig = {
        + (if p.api_server.base_url == '' then {} else { base_url: p.api_server.base_url }),
   scheduler: { enable_health_check: 'True', scheduler_health_check_server_port: 8974 },
 } + (
+  if isCeleryExecutor then {
+    celery: { worker_concurrency: p.celery.workers.concurrency },
+    // Tasks without a queue go to the workers' first queue.
+    operators: { default_queue: p.celery.workers.queues[0] },
+  } else {}
+) + metricsConfig + remoteLoggingConfig + (
   if isBundle then {
     dag_processor: { dag_bundle_config_list: bundle.configList, dag_bundle_storage_path: bundle.storagePath },
   } else {}
@@ -185,18 +244,64 @@ local adminPassword = ref('admin_password', 'random:str:24');
 
 local postgresPassword = ref('postgres_password', 'random:str:32');
 
+// The bundled Redis's password (URL-safe: it is composed into the broker URL) and Flower's.
+local celerySecretsData =
+  (if p.celery.broker.mode == 'bundled' then { 'redis-password': ref('redis_password', 'random:str:32') } else {})
+  + (if p.celery.flower.enabled then { 'flower-password': ref('flower_password', 'random:str:24') } else {});
+
 // Secrets hold single values only; the bundled database's URL is composed when Airflow reads it
 // (`sh -c` with the password file), so no Secret mixes a value with text.
 local secretFile(name) = paths.secrets + '/' + name;
 local readSecret(name) = 'cat ' + secretFile(name);
-local databaseEnv =
-  if p.database.mode == 'bundled' then [
-    k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', "sh -c 'printf \"postgresql+psycopg2://%s:%%s@%s.%s.svc.cluster.local:5432/%s\" \"$(cat %s)\"'" % [
-      p.database.bundled.user, names.postgres, ns, p.database.bundled.database, secretFile('database-password'),
-    ]),
-  ] else [
-    k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', readSecret('sql-alchemy-conn')),
-  ];
+local db = p.database;
+local bundledDb = db.mode == 'bundled';
+local pgbouncer = db.pgbouncer.enabled;
+local dbUser = if bundledDb then db.bundled.user else db.external.user;
+local pgbouncerPort = 6543;
+// The database PgBouncer and KEDA connect to.
+local upstream =
+  if bundledDb then { host: '%s.%s.svc.cluster.local' % [names.postgres, ns], port: 5432, database: db.bundled.database, user: db.bundled.user, sslmode: 'disable' }
+  else { host: db.external.host, port: db.external.port, database: db.external.database, user: db.external.user, sslmode: db.external.sslmode };
+// `printf FORMAT "$(cat password)"`: a URL around the password file's content.
+local composeUrl(format, file) = "sh -c 'printf \"%s\" \"$(cat %s)\"'" % [format, secretFile(file)];
+// The command printing the metadata database's SQLAlchemy URL, with `prefix` before it (the
+// Celery result backend's `db+`). `direct` bypasses PgBouncer (migrations hold a session lock).
+local databaseUrlCmd(prefix='', direct=false) =
+  if pgbouncer && !direct then
+    composeUrl('%spostgresql+psycopg2://%s:%%s@%s.%s.svc.cluster.local:%d/%s' % [prefix, dbUser, names.pgbouncer, ns, pgbouncerPort, upstream.database], 'database-password')
+  else if bundledDb then
+    composeUrl('%spostgresql+psycopg2://%s:%%s@%s:5432/%s' % [prefix, dbUser, upstream.host, upstream.database], 'database-password')
+  else if prefix == '' then readSecret('sql-alchemy-conn')
+  else composeUrl(prefix + '%s', 'sql-alchemy-conn');
+
+local databaseEnv(direct) =
+  [k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', databaseUrlCmd('', direct))]
+  + (if isCeleryExecutor then [
+       k.container.envValue('AIRFLOW__CELERY__BROKER_URL_CMD',
+                            if p.celery.broker.mode == 'bundled' then
+                              composeUrl('redis://:%%s@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
+                            else readSecret('celery-broker-url')),
+       k.container.envValue('AIRFLOW__CELERY__RESULT_BACKEND_CMD', databaseUrlCmd('db+', direct)),
+     ] else []);
+
+// Credentials of remote logging, as the cloud SDKs read them (none with workload identity).
+local remoteCredentials = {
+  secret: std.get(remote, 'credentials_secret', ''),
+  dir: '/opt/airflow/remote-logging',
+  // Elasticsearch takes credentials only inside [elasticsearch] host, which Airflow cannot read
+  // from a file: it has no credentials Secret.
+  enabled: self.secret != '' && std.member(['s3', 'gcs', 'opensearch'], remote.provider),
+  volumes: if self.enabled then [k.volume.secret('remote-logging-credentials', self.secret)] else [],
+  mounts: if self.enabled then [k.container.mount('remote-logging-credentials', self.dir, readOnly=true)] else [],
+  env:
+    if !self.enabled then []
+    else if remote.provider == 's3' then [k.container.envValue('AWS_SHARED_CREDENTIALS_FILE', self.dir + '/credentials')]
+    else if remote.provider == 'gcs' then [k.container.envValue('GOOGLE_APPLICATION_CREDENTIALS', self.dir + '/key.json')]
+    else [
+      k.container.envValue('AIRFLOW__OPENSEARCH__USERNAME_CMD', 'cat %s/username' % self.dir),
+      k.container.envValue('AIRFLOW__OPENSEARCH__PASSWORD_CMD', 'cat %s/password' % self.dir),
+    ],
+};
 
 // One read-only volume with every value an Airflow process needs (mode 0440, group fsGroup).
 local secretsVolume = {
@@ -205,11 +310,15 @@ local secretsVolume = {
     defaultMode: 288,
     sources: [
       { secret: { name: names.secrets, items: [{ key: key, path: key } for key in ['fernet-key', 'api-secret-key', 'jwt-secret']] } },
-      { secret: { name: names.metadataDb, items: [
-        if p.database.mode == 'bundled' then { key: 'password', path: 'database-password' }
-        else { key: names.metadataDbKey, path: 'sql-alchemy-conn' },
-      ] } },
-    ],
+      { secret: { name: names.metadataDb, items:
+        if bundledDb then [{ key: 'password', path: 'database-password' }]
+        else [{ key: names.metadataDbKey, path: 'sql-alchemy-conn' }]
+             + (if pgbouncer then [{ key: db.external.password_key, path: 'database-password' }] else []) } },
+    ] + (
+      if !isCeleryExecutor then []
+      else if p.celery.broker.mode == 'bundled' then [{ secret: { name: names.celerySecrets, items: [{ key: 'redis-password', path: 'redis-password' }] } }]
+      else [{ secret: { name: p.celery.broker.external.secret_name, items: [{ key: p.celery.broker.external.secret_key, path: 'celery-broker-url' }] } }]
+    ),
   },
 };
 local secretsMount = k.container.mount('secrets', paths.secrets, readOnly=true);
@@ -218,28 +327,28 @@ local securityContext(readOnly=p.security.read_only_root_filesystem) =
   k.container.withRestrictedSecurityContext(p.security.run_as_user, p.security.run_as_group, readOnly);
 
 // Environment every Airflow process that touches the metadata database gets.
-local coreEnv = [
+local coreEnv(direct=false) = [
   k.container.envValue('AIRFLOW_HOME', paths.home),
   // The image entrypoint would poll the database itself; the wait-for-migrations init container does that.
   k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
   k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-] + databaseEnv + [
+] + databaseEnv(direct) + [
   k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', readSecret('fernet-key')),
   k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key')),
   k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret')),
-];
+] + remoteCredentials.env + otelEnv;
 
 local baseVolumes = [
   k.volume.configMap('config', names.config, [{ key: 'airflow.cfg', path: 'airflow.cfg' }]),
   k.volume.emptyDir('tmp'),
   if p.logs.persistence == 'pvc' then k.volume.pvc('logs', names.logsPvc) else k.volume.emptyDir('logs'),
-];
+] + remoteCredentials.volumes;
 
 local baseMounts = [
   k.container.mount('config', paths.config, readOnly=true, subPath='airflow.cfg'),
   k.container.mount('tmp', '/tmp'),
   k.container.mount('logs', paths.logs),
-];
+] + remoteCredentials.mounts;
 
 // The git-sync credentials Secret and known_hosts ConfigMap (auth https credentials reach the
 // bundle's connection through secretKeyRef instead of a volume).
@@ -312,10 +421,36 @@ local gitSync(name, oneTime) =
   // would need a writable root filesystem); it writes only to its volume.
   + k.container.withRestrictedSecurityContext(65533, 65533, true);
 
+// Node selection, spreading and priority of a component's pods (`params` is its inventory
+// block; spreading and priority default to parameters.airflow.placement).
+local placement(params, selector) =
+  k.podSpec.withPlacement(std.get(params, 'node_selector', {}), std.get(params, 'tolerations', []), std.get(params, 'affinity', {}))
+  + k.podSpec.withTopologySpread(std.get(params, 'topology_spread_keys', p.placement.topology_spread_keys), selector)
+  + k.podSpec.withPriorityClass(std.get(params, 'priority_class_name', p.placement.priority_class_name));
+
+// Deletes old task and component logs from the logs volume (the image's /clean-logs loop).
+local logGroomer =
+  local g = p.logs.groomer;
+  k.container.new('log-groomer', image, p.image.pull_policy)
+  + k.container.withArgs(['bash', '/clean-logs'])
+  + k.container.withEnv([
+    k.container.envValue('AIRFLOW_HOME', paths.home),
+    k.container.envValue('AIRFLOW__LOG_RETENTION_DAYS', g.retention_days),
+    k.container.envValue('AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES', g.frequency_minutes),
+  ])
+  + k.container.withVolumeMounts([k.container.mount('logs', paths.logs)])
+  // Alive while the logs volume is still writable (a stale network volume restarts it).
+  + k.container.withProbes(
+    readiness=k.probe.exec(['test', '-w', paths.logs], periodSeconds=60, timeoutSeconds=10, failureThreshold=3),
+    liveness=k.probe.exec(['test', '-w', paths.logs], periodSeconds=60, timeoutSeconds=10, failureThreshold=5),
+  )
+  + k.container.withResources(g.resources)
+  + securityContext(true);
+
 local waitForMigrations =
   k.container.new('wait-for-migrations', image, p.image.pull_policy)
   + k.container.withArgs(['db', 'check-migrations', '--migration-wait-timeout', std.toString(p.migrations.wait_timeout)])
-  + k.container.withEnv(coreEnv)
+  + k.container.withEnv(coreEnv())
   + k.container.withVolumeMounts(baseMounts + [secretsMount])
   + k.container.withResources(p.migrations.resources)
   + securityContext();
@@ -336,17 +471,17 @@ local podTemplate = {
         // the default SQLite path and fail the pod after 20 tries).
         k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
         k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-      ] + dagsEnv)
-      + k.container.withVolumeMounts(baseMounts + dagsMounts)
+      ] + remoteCredentials.env + otelEnv + dagsEnv + std.get(g, 'extra_env', []))
+      + k.container.withVolumeMounts(baseMounts + dagsMounts + std.get(g, 'extra_volume_mounts', []))
       + k.container.withResources(g.resources)
       + securityContext(),
-    ], names.worker)
+    ] + std.get(g, 'extra_containers', []), names.worker)
     + { restartPolicy: 'Never' }
-    + (if p.dags.mode == 'git-sync' then k.podSpec.withInitContainers([gitSync('git-sync-init', true)]) else {})
-    + k.podSpec.withVolumes(baseVolumes + dagsVolumes)
+    + k.podSpec.withInitContainers((if p.dags.mode == 'git-sync' then [gitSync('git-sync-init', true)] else []) + std.get(g, 'extra_init_containers', []))
+    + k.podSpec.withVolumes(baseVolumes + dagsVolumes + std.get(g, 'extra_volumes', []))
     + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
     + k.podSpec.withServiceAccountToken(g.automount_service_account_token)
-    + k.podSpec.withPlacement(g.node_selector, g.tolerations, g.affinity)
+    + placement(g, labels('worker'))
     + k.podSpec.withImagePullSecrets(p.image.pull_secrets),
 };
 
@@ -371,11 +506,19 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   dagsFolder: dagsFolder,
   isBundle: isBundle,
   bundle: bundle,
+  executors: executors,
   isKubernetesExecutor: isKubernetesExecutor,
+  isCeleryExecutor: isCeleryExecutor,
+  isLocalExecutor: isLocalExecutor,
   apiServerUrl: apiServerUrl,
   secretsData: secretsData,
   adminPassword: adminPassword,
   postgresPassword: postgresPassword,
+  celerySecretsData: celerySecretsData,
+  composeCmd: composeUrl,
+  secretFile: secretFile,
+  pgbouncerPort: pgbouncerPort,
+  upstream: upstream,
   coreEnv: coreEnv,
   secretsVolume: secretsVolume,
   secretsMount: secretsMount,
@@ -386,6 +529,8 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   dagsEnv: dagsEnv,
   gitSync: gitSync,
   waitForMigrations: waitForMigrations,
+  logGroomer: logGroomer,
+  placement: placement,
   securityContext: securityContext,
   checksums: checksums,
   podTemplate: podTemplate,
@@ -396,42 +541,70 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   jobCheckProbe(jobType, periodSeconds=60)::
     k.probe.exec(['airflow', 'jobs', 'check', '--job-type', jobType, '--local'], periodSeconds=periodSeconds, timeoutSeconds=30, failureThreshold=5),
 
-  // An Airflow container running `airflow <args>`.
-  container(name, args, resources)::
+  // An Airflow container running `airflow <args>`; `direct` connects to the database itself,
+  // not through PgBouncer.
+  container(name, args, resources, direct=false)::
     k.container.new(name, image, p.image.pull_policy)
     + k.container.withArgs(args)
-    + k.container.withEnv(coreEnv)
+    + k.container.withEnv(coreEnv(direct))
     + k.container.withVolumeMounts([secretsMount])
     + k.container.withResources(resources)
     + securityContext(),
 
-  // A long-running Airflow component: Deployment, ServiceAccount and optional PDB.
+  // A ServiceAccount of this environment (with the workload identity annotations).
+  serviceAccount(name, component, automountToken=false)::
+    k.serviceAccount.new(name, ns, automountToken)
+    + k.serviceAccount.withLabels(labels(component))
+    + k.serviceAccount.withAnnotations(p.security.service_account_annotations),
+
+  // A PodDisruptionBudget, only where it can allow a disruption: with at least two replicas
+  // (a minAvailable of 1 on a single replica would block every node drain), or a
+  // maxUnavailable budget on a workload that may scale out.
+  pdb(component, name, pdbParams, minReplicas, maxReplicas=minReplicas)::
+    local maxUnavailable = std.get(pdbParams, 'max_unavailable', null);
+    if !pdbParams.enabled || maxReplicas < 2 || (maxUnavailable == null && minReplicas < 2) then null
+    else
+      k.pdb.new(name, ns, selectorLabels(component), std.get(pdbParams, 'min_available', 1), maxUnavailable)
+      + k.pdb.withLabels(labels(component)),
+
+  // A long-running Airflow component: Deployment (or StatefulSet), ServiceAccount and PDB.
   // `needsDags` adds the DAG volume (and the git-sync sidecar in git-sync mode), or in bundle
-  // mode the bundle's connection (and SSH key and known_hosts mounts).
-  component(component, name, params, mainContainer, needsDags=false, extraVolumes=[], extraInitContainers=[], apiAccess=false)::
+  // mode the bundle's connection (and SSH key and known_hosts mounts). `groomLogs` adds the log
+  // groomer; `autoscaled` leaves replicas to an autoscaler (GitOps would otherwise reset them).
+  // The component's extra_* parameters add environment, volumes and containers.
+  component(component, name, params, mainContainer, needsDags=false, extraVolumes=[], extraInitContainers=[], apiAccess=false,
+            kind='Deployment', groomLogs=false, terminationGracePeriod=60, minReplicas=params.replicas, maxReplicas=minReplicas, autoscaled=false)::
     local withGitSync = needsDags && p.dags.mode == 'git-sync';
-    local main = mainContainer + k.container.withVolumeMounts(baseMounts + (if needsDags then dagsMounts else []))
-                 + (if needsDags && dagsEnv != [] then k.container.withEnv(dagsEnv) else {});
+    local main = mainContainer + k.container.withVolumeMounts(baseMounts + (if needsDags then dagsMounts else []) + std.get(params, 'extra_volume_mounts', []))
+                 + k.container.withEnv((if needsDags then dagsEnv else []) + std.get(params, 'extra_env', []));
+    local sidecars = (if withGitSync then [gitSync('git-sync', false)] else [])
+                     + (if groomLogs && p.logs.groomer.enabled then [logGroomer] else [])
+                     + std.get(params, 'extra_containers', []);
     local pod =
-      k.podSpec.new([main] + (if withGitSync then [gitSync('git-sync', false)] else []), name)
-      + k.podSpec.withInitContainers([waitForMigrations] + (if withGitSync then [gitSync('git-sync-init', true)] else []) + extraInitContainers)
-      + k.podSpec.withVolumes(baseVolumes + [secretsVolume] + (if needsDags then dagsVolumes else []) + extraVolumes)
+      k.podSpec.new([main] + sidecars, name)
+      + k.podSpec.withInitContainers([waitForMigrations] + (if withGitSync then [gitSync('git-sync-init', true)] else []) + extraInitContainers
+                                     + std.get(params, 'extra_init_containers', []))
+      + k.podSpec.withVolumes(baseVolumes + [secretsVolume] + (if needsDags then dagsVolumes else []) + extraVolumes + std.get(params, 'extra_volumes', []))
       + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
       + k.podSpec.withServiceAccountToken(apiAccess)
-      + k.podSpec.withPlacement(params.node_selector, params.tolerations, params.affinity)
+      + placement(params, selectorLabels(component))
       + k.podSpec.withImagePullSecrets(p.image.pull_secrets)
-      + k.podSpec.withTerminationGracePeriod(60);
-    local deployment =
-      k.deployment.new(name, ns, params.replicas, selectorLabels(component), pod)
+      + k.podSpec.withTerminationGracePeriod(terminationGracePeriod);
+    local workload =
+      (if kind == 'StatefulSet' then
+         k.statefulSet.new(name, ns, params.replicas, selectorLabels(component), pod)
+         + k.statefulSet.withServiceName(name)
+         + k.statefulSet.withParallelPodManagement()
+       else
+         k.deployment.new(name, ns, params.replicas, selectorLabels(component), pod)
+         + k.deployment.withRollingUpdate(0, 1))
       + k.deployment.withLabels(labels(component))
       + k.deployment.withPodLabels(labels(component))
       + k.deployment.withPodAnnotations(checksums)
-      + k.deployment.withRollingUpdate(0, 1);
+      + (if autoscaled then k.deployment.withoutReplicas() else {});
     [
-      deployment,
-      k.serviceAccount.new(name, ns, apiAccess) + k.serviceAccount.withLabels(labels(component)),
-      if params.pdb.enabled then
-        k.pdb.new(name, ns, selectorLabels(component), params.pdb.min_available) + k.pdb.withLabels(labels(component))
-      else null,
+      workload,
+      $.serviceAccount(name, component, apiAccess),
+      $.pdb(component, name, params.pdb, minReplicas, maxReplicas),
     ],
 }

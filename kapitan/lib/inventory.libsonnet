@@ -153,6 +153,52 @@ local unknownConfigErrors(airflow) =
       if !std.objectHas(known, section) || !std.objectHas(known[section], key)
     ];
 
+// PgBouncer and KEDA reach an external database with its parts, not the URL in the Secret.
+local externalDatabaseParts(airflow) =
+  local db = airflow.database;
+  local celery = std.member(std.split(airflow.executor, ','), 'CeleryExecutor');
+  local users = [u for u in [
+    if db.pgbouncer.enabled then 'parameters.airflow.database.pgbouncer.enabled',
+    if celery && airflow.celery.workers.autoscaling.mode == 'keda' then 'parameters.airflow.celery.workers.autoscaling.mode: keda',
+  ] if u != null];
+  [
+    '%s: parameters.airflow.database.external.%s: is empty: %s connects to the external database with it (set host, port, database, user, sslmode and password_key, the key of %s holding the password alone)'
+    % [targetFile, key, users[0], db.external.secret_name]
+    for key in ['host', 'password_key']
+    if db.mode == 'external' && users != [] && std.get(db.external, key, '') == ''
+  ];
+
+local remoteLoggingProblems(remote) =
+  local provider = remote.provider;
+  local folder = std.get(remote, 'base_folder', '');
+  local scheme = { s3: 's3://', gcs: 'gs://' };
+  (if std.objectHas(scheme, provider) && !std.startsWith(folder, scheme[provider]) then
+     [{ key: 'base_folder', message: '%s is not a %s location: set it to %sBUCKET/PATH' % [std.manifestJson(folder), provider, scheme[provider]] }]
+   else [])
+  + (if std.member(['elasticsearch', 'opensearch'], provider) && std.get(remote, 'host', '') == '' then
+       [{ key: 'host', message: 'is empty: set it to the %s URL, such as https://logs.example.com:9200' % provider }]
+     else []);
+
+// Environment variables that would override what the compile derives or keeps secret.
+local reservedEnvErrors(airflow) =
+  local reservedNames = {
+    ['AIRFLOW__%s__%s%s' % [std.asciiUpper(section), std.asciiUpper(key), suffix]]: [section, key]
+    for section in std.objectFields(reservedConfig)
+    for key in std.objectFields(reservedConfig[section])
+    for suffix in ['', '_CMD', '_SECRET']
+  };
+  local blocks = [
+    { path: path, block: std.foldl(function(node, key) node[key], std.split(path, '.'), airflow) }
+    for path in ['api_server', 'scheduler', 'dag_processor', 'triggerer', 'workers', 'celery.workers']
+  ];
+  [
+    '%s: parameters.airflow.%s.extra_env: %s cannot be set here: it is [%s] %s, and %s'
+    % [targetFile, b.path, e.name, reservedNames[e.name][0], reservedNames[e.name][1], reservedConfig[reservedNames[e.name][0]][reservedNames[e.name][1]]]
+    for b in blocks
+    for e in std.get(b.block, 'extra_env', [])
+    if std.objectHas(reservedNames, e.name)
+  ];
+
 // Combinations the schema cannot express.
 local isTrue(v) = std.asciiLower(std.toString(v)) == 'true';
 local combinationErrors(airflow) = [
@@ -162,9 +208,24 @@ local combinationErrors(airflow) = [
 ] + [
   '%s: parameters.airflow.logs.persistence: emptyDir loses task logs when KubernetesExecutor worker pods are deleted: set it to pvc, or set parameters.airflow.config.logging.remote_logging: "True"' % targetFile
   for _ in [null]
-  if airflow.executor == 'KubernetesExecutor' && airflow.logs.persistence == 'emptyDir'
+  if std.member(std.split(airflow.executor, ','), 'KubernetesExecutor') && airflow.logs.persistence == 'emptyDir'
+     && airflow.logs.remote.provider == 'none'
      && !isTrue(std.get(std.get(airflow.config, 'logging', {}), 'remote_logging', false))
-];
+] + externalDatabaseParts(airflow) + [
+  '%s: parameters.airflow.metrics.service_monitor.enabled: a ServiceMonitor scrapes the bundled statsd-exporter: set parameters.airflow.metrics.mode: statsd (class airflow.metrics.statsd), or turn the ServiceMonitor off' % targetFile
+  for _ in [null]
+  if airflow.metrics.service_monitor.enabled && airflow.metrics.mode != 'statsd'
+] + [
+  '%s: parameters.airflow.logs.remote.%s: %s' % [targetFile, problem.key, problem.message]
+  for problem in remoteLoggingProblems(airflow.logs.remote)
+] + [
+  '%s: parameters.airflow.%s.min_replicas: %d is more than max_replicas (%d)' % [targetFile, scaler.path, scaler.min, scaler.max]
+  for scaler in [
+    { path: 'api_server.autoscaling', min: airflow.api_server.autoscaling.min_replicas, max: airflow.api_server.autoscaling.max_replicas },
+    { path: 'celery.workers.autoscaling', min: airflow.celery.workers.autoscaling.min_replicas, max: airflow.celery.workers.autoscaling.max_replicas },
+  ]
+  if scaler.min > scaler.max
+] + reservedEnvErrors(airflow);
 
 local checked =
   if unknownTopLevel != [] then

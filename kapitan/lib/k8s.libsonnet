@@ -107,7 +107,7 @@
       enableServiceLinks: false,
       containers: containers,
     },
-    withInitContainers(initContainers):: { initContainers+: initContainers },
+    withInitContainers(initContainers):: if initContainers == [] then {} else { initContainers+: initContainers },
     withVolumes(volumes):: { volumes+: volumes },
     withSecurityContext(runAsUser, runAsGroup, fsGroup):: {
       securityContext: {
@@ -125,6 +125,16 @@
       + (if affinity == {} then {} else { affinity: affinity }),
     withImagePullSecrets(names):: if names == [] then {} else { imagePullSecrets: [{ name: n } for n in names] },
     withTerminationGracePeriod(seconds):: { terminationGracePeriodSeconds: seconds },
+    // Spread over each node label key, preferred rather than required (a zone outage must not
+    // leave replicas unschedulable).
+    withTopologySpread(keys, selectorLabels, maxSkew=1)::
+      if keys == [] then {} else {
+        topologySpreadConstraints: [
+          { maxSkew: maxSkew, topologyKey: key, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels } }
+          for key in keys
+        ],
+      },
+    withPriorityClass(name):: if name == '' then {} else { priorityClassName: name },
   },
 
   volume:: {
@@ -155,6 +165,8 @@
     },
     withPodLabels(labels):: { spec+: { template+: { metadata+: { labels+: labels } } } },
     withPodAnnotations(annotations):: { spec+: { template+: { metadata+: { annotations+: annotations } } } },
+    // An autoscaler owns the replica count.
+    withoutReplicas():: { spec+: { replicas:: super.replicas } },
   },
 
   deployment:: workload('apps/v1', 'Deployment') {
@@ -166,6 +178,8 @@
 
   statefulSet:: workload('apps/v1', 'StatefulSet') {
     withServiceName(serviceName):: { spec+: { serviceName: serviceName } },
+    // Pods start and stop together, not one by one (workers share no state).
+    withParallelPodManagement():: { spec+: { podManagementPolicy: 'Parallel' } },
     // apiVersion and kind are spelled out: without them Argo CD shows the set OutOfSync forever.
     withVolumeClaimTemplate(name, size, storageClass='', accessModes=['ReadWriteOnce']):: {
       spec+: {
@@ -196,9 +210,40 @@
   },
 
   pdb:: metaMixin {
-    new(name, namespace, selectorLabels, minAvailable):: $.object.new('policy/v1', 'PodDisruptionBudget', name, namespace) {
-      spec: { minAvailable: minAvailable, selector: { matchLabels: selectorLabels } },
+    new(name, namespace, selectorLabels, minAvailable, maxUnavailable=null):: $.object.new('policy/v1', 'PodDisruptionBudget', name, namespace) {
+      spec: (if maxUnavailable == null then { minAvailable: minAvailable } else { maxUnavailable: maxUnavailable })
+            + { selector: { matchLabels: selectorLabels } },
     },
+  },
+
+  hpa:: metaMixin {
+    // An autoscaling/v2 HorizontalPodAutoscaler on average CPU utilisation.
+    new(name, namespace, target, minReplicas, maxReplicas, cpuUtilization):: $.object.new('autoscaling/v2', 'HorizontalPodAutoscaler', name, namespace) {
+      spec: {
+        scaleTargetRef: { apiVersion: target.apiVersion, kind: target.kind, name: target.metadata.name },
+        minReplicas: minReplicas,
+        maxReplicas: maxReplicas,
+        metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: cpuUtilization } } }],
+      },
+    },
+    withScaleDown(stabilizationSeconds, podsPerMinute):: {
+      spec+: { behavior: { scaleDown: { stabilizationWindowSeconds: stabilizationSeconds, policies: [{ type: 'Pods', value: podsPerMinute, periodSeconds: 60 }] } } },
+    },
+  },
+
+  cronJob:: metaMixin {
+    // Runs `podSpec` on `schedule`, never two at once; failed runs are kept for inspection.
+    new(name, namespace, schedule, podSpec):: $.object.new('batch/v1', 'CronJob', name, namespace) {
+      spec: {
+        schedule: schedule,
+        concurrencyPolicy: 'Forbid',
+        startingDeadlineSeconds: 300,
+        successfulJobsHistoryLimit: 1,
+        failedJobsHistoryLimit: 3,
+        jobTemplate: { spec: { backoffLimit: 1, template: { spec: podSpec { restartPolicy: 'Never' } } } },
+      },
+    },
+    withPodLabels(labels):: { spec+: { jobTemplate+: { spec+: { template+: { metadata+: { labels+: labels } } } } } },
   },
 
   rbac:: {
@@ -210,6 +255,13 @@
         subjects: [{ kind: 'ServiceAccount', name: serviceAccountName, namespace: namespace }],
       },
   },
+
+  // Kinds without a namespace that users may add (extra_manifests); everything else is namespaced.
+  clusterScopedKinds:: [
+    'Namespace', 'ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'StorageClass', 'IngressClass',
+    'CustomResourceDefinition', 'PersistentVolume', 'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration',
+    'ClusterIssuer', 'ClusterSecretStore',
+  ],
 
   // File name for an object: kind and name, lower-case (`deployment-airflow-scheduler`).
   fileName(obj):: std.asciiLower(obj.kind) + '-' + obj.metadata.name,

@@ -19,13 +19,14 @@ from .errors import AirflowCheckError
 _UNKNOWN_KEYS_SCRIPT = """
 import configparser, json, sys, warnings
 warnings.simplefilter("ignore")
+MARKER = "airflow-gitops-unknown-keys:"
 from airflow.configuration import conf
 described = conf.configuration_description
 parser = configparser.ConfigParser(interpolation=None)
 parser.read(sys.argv[1])
 unknown = [f"[{s}] {o}" for s in parser.sections() for o in parser.options(s)
            if o not in described.get(s, {}).get("options", {})]
-print(json.dumps(unknown))
+print(MARKER, json.dumps(unknown))
 """
 
 # Loads the pod template with the cncf-kubernetes provider's own loader, as the executor does.
@@ -90,7 +91,11 @@ def check_airflow_cfg(env: AirflowEnvironment, cfg_text: str, origin: str) -> Co
         unknown = _run(env, [str(env.python), "-c", _UNKNOWN_KEYS_SCRIPT, str(cfg)], home)
         if unknown.returncode != 0:
             raise AirflowCheckError(f"{origin}: could not read the configuration with Airflow:\n{unknown.stderr.strip()[-2000:]}")
-        report.unknown_keys = json.loads(unknown.stdout.strip().splitlines()[-1])
+        # Airflow may log to stdout too (e.g. an OpenTelemetry exporter at exit): find our line.
+        found = [line.split(":", 1)[1] for line in unknown.stdout.splitlines() if line.startswith("airflow-gitops-unknown-keys:")]
+        if not found:
+            raise AirflowCheckError(f"{origin}: could not read the configuration with Airflow:\n{unknown.stdout.strip()[-2000:]}")
+        report.unknown_keys = json.loads(found[-1])
     problems = [*report.lint_issues, *(f"unknown option {k} (misspelt, or removed in this Airflow version)" for k in report.unknown_keys)]
     if problems:
         raise AirflowCheckError(f"{origin}: Airflow rejects the generated airflow.cfg:\n  - " + "\n  - ".join(problems))

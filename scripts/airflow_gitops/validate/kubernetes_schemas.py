@@ -1,6 +1,6 @@
 """Check 3: every object against the Kubernetes version its environment declares, strictly (an
-unknown field is an error); custom resources (Argo CD, Flux, External Secrets) against our
-schemas of the fields those engines require."""
+unknown field is an error); custom resources (Argo CD, Flux, External Secrets, KEDA, Prometheus
+Operator, Gateway API) against our schemas of the fields those engines require."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ CUSTOM_RESOURCE_SCHEMAS = {
     "external-secrets.io": "external-secrets.schema.json",
     "source.toolkit.fluxcd.io": "flux.schema.json",
     "kustomize.toolkit.fluxcd.io": "flux.schema.json",
+    "keda.sh": "keda.schema.json",
+    "monitoring.coreos.com": "prometheus-operator.schema.json",
+    "gateway.networking.k8s.io": "gateway-api.schema.json",
 }
 # The Argo CD bootstrap's repo-server file holds only the sidecar and its volumes, merged into
 # Argo CD's own Deployment by server-side apply; these are the volumes that Deployment has.

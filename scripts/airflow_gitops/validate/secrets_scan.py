@@ -14,8 +14,9 @@ from .model import Context, Outcome
 NAME = "secrets"
 # A Secret value is one Kapitan ref tag; the Fernet key's base64 padding may follow it.
 REF_TAG = re.compile(r"^\?\{[a-z0-9]+:[^{}\s]+\}=*$")
-# What is never a literal value: a ref tag, a $(VAR)/${VAR} expansion, a template.
-INDIRECT = re.compile(r"^(\?\{|\$\(|\$\{|\{\{|%s)")
+# What is never a literal value: a ref tag, a $(VAR)/${VAR} expansion, a template, the
+# inventory's reference to a secret value ({ref: PATH} or {secret_name: ..., secret_key: ...}).
+INDIRECT = re.compile(r"^(\?\{|\$\(|\$\{|\{\{|%s|\{\s*(ref|secret_name)\s*:)")
 CREDENTIAL_PATTERNS = {
     "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "a GitHub token": re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b"),

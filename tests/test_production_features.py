@@ -1,0 +1,328 @@
+"""Production features (CeleryExecutor, autoscaling, PgBouncer, routes, metrics, remote logging,
+housekeeping, declared connections/variables/pools, escape hatches): every feature class in
+inventory/classes/airflow compiles into a target, validates strictly, builds with kustomize and
+passes checkov with no failure, and the objects say what the feature promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, compile_in, copy_repo, kapitan, load_manifests, validate_object
+
+CLI = str(Path(sys.executable).with_name("airflow-gitops"))
+
+DEV = ["common", "airflow.defaults", "airflow.executor.local", "airflow.dags.git-sync", "dag-repository", "profiles.dev"]
+STAGING = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository", "profiles.staging"]
+PROD = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository", "profiles.prod"]
+EXTERNAL_DB_PARTS = {"database": {"external": {
+    "host": "airflow-db.example.internal", "database": "airflow", "user": "airflow", "password_key": "password",
+}}}
+
+# Target name -> (classes, parameters.airflow overrides). Together they include every feature
+# class; each target is one realistic combination.
+FEATURE_TARGETS: dict[str, tuple[list[str], dict]] = {
+    # Celery on a small cluster: bundled PostgreSQL behind PgBouncer, bundled Redis, KEDA scaling
+    # to zero, Flower, StatsD metrics with a ServiceMonitor; connections from Kapitan refs.
+    "celery-dev": (DEV + ["airflow.executor.celery", "airflow.celery.flower", "airflow.celery.keda",
+                          "airflow.database.pgbouncer", "airflow.metrics.statsd", "airflow.metrics.service-monitor",
+                          "airflow.objects.example"], {}),
+    # Celery and Kubernetes executors in production: external database behind PgBouncer, external
+    # broker, HPA-scaled workers and API server, HTTPRoute, spread replicas, S3 logs with
+    # workload identity, OpenTelemetry, declared objects from External Secrets, escape hatches.
+    "celery-prod": (PROD + ["airflow.executor.celery-kubernetes", "airflow.celery.external-broker", "airflow.celery.hpa",
+                            "airflow.database.pgbouncer", "airflow.api-server.autoscaling", "airflow.api-server.http-route",
+                            "airflow.placement.spread", "airflow.logs.remote-s3", "airflow.metrics.otel",
+                            "airflow.objects.example", "airflow.extras.example"],
+                    {**EXTERNAL_DB_PARTS, "security": {"service_account_annotations": {
+                        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/airflow-logs"}}}),
+    # KEDA against an external database.
+    "celery-keda-external": (STAGING + ["airflow.executor.celery", "airflow.celery.keda"], EXTERNAL_DB_PARTS),
+    # KubernetesExecutor with an Ingress and logs in GCS from a key file.
+    "kubernetes-gcs": (STAGING + ["airflow.api-server.ingress", "airflow.logs.remote-gcs", "airflow.metrics.statsd"], {}),
+    "kubernetes-elasticsearch": (STAGING + ["airflow.logs.remote-elasticsearch"], {}),
+    "local-opensearch": (DEV + ["airflow.logs.remote-opensearch"], {}),
+}
+
+
+def write_target(root: Path, name: str, classes: list[str], airflow: dict) -> None:
+    body = {"classes": classes, "parameters": {"airflow": airflow} if airflow else {}}
+    (root / "inventory" / "targets" / f"{name}.yml").write_text(yaml.safe_dump(body, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def features_repo(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("features"))
+    (root / ".checkov.yaml").write_bytes((REPO / ".checkov.yaml").read_bytes())
+    for name, (classes, airflow) in FEATURE_TARGETS.items():
+        write_target(root, name, classes, airflow)
+    # What a user does once for a connection password held as a Kapitan ref.
+    secret = root / "warehouse-password.txt"
+    secret.write_text("s3cret-warehouse")
+    written = kapitan(root, "refs", "--write", "base64:targets/celery-dev/connections/warehouse-password", "-f", str(secret))
+    assert written.returncode == 0, written.stderr
+    result = compile_in(root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def objects_of(features_repo) -> Callable[[str], dict[str, dict]]:
+    cache: dict[str, dict[str, dict]] = {}
+
+    def get(target: str) -> dict[str, dict]:
+        if target not in cache:
+            cache[target] = load_manifests(features_repo / "compiled", target)
+        return cache[target]
+
+    return get
+
+
+def test_every_feature_class_is_used_by_a_feature_target():
+    classes = {".".join(p.relative_to(REPO / "inventory" / "classes").with_suffix("").parts)
+               for p in (REPO / "inventory" / "classes" / "airflow").rglob("*.yml")}
+    used = {c for classes_, _ in FEATURE_TARGETS.values() for c in classes_}
+    used |= {"airflow.executor.kubernetes", "airflow.executor.local", "airflow.database.bundled", "airflow.database.external",
+             "airflow.dags.bundle", "airflow.dags.pvc", "airflow.logs.pvc"}  # covered by the environments and other tests
+    assert sorted(classes - used) == []
+
+
+@pytest.mark.parametrize("target", sorted(FEATURE_TARGETS))
+def test_feature_target_validates_strictly(target, objects_of):
+    for obj in objects_of(target).values():
+        validate_object(obj, "1.33")
+
+
+@pytest.mark.slow
+def test_feature_targets_pass_validate_with_no_checkov_failure(features_repo, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_GITOPS_CACHE", str(REPO / ".cache"))
+    args = [CLI, "validate", "--json", "--quiet"]
+    for target in FEATURE_TARGETS:
+        args += ["--target", target]
+    for check in ("inventory", "up-to-date", "kubernetes-schemas", "kustomize", "security-policy", "secrets", "airflow"):
+        args += ["--check", check]
+    result = subprocess.run(args, cwd=features_repo, capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    failures = {(check, target): outcome["reasons"]
+                for check, per_target in report["checks"].items()
+                for target, outcome in per_target.items() if outcome["status"] == "fail"}
+    assert failures == {}, json.dumps({f"{c} {t}": r for (c, t), r in failures.items()}, indent=1)
+    assert result.returncode == 0
+
+
+def container(obj: dict, name: str) -> dict:
+    spec = obj["spec"]["template"]["spec"] if "template" in obj["spec"] else obj["spec"]
+    return next(c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == name)
+
+
+def env_of(c: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def test_celery_workers_are_a_stateful_set_that_drains_running_tasks(objects_of):
+    objs = objects_of("celery-dev")
+    workers = objs["statefulset-airflow-celery-worker.yaml"]
+    pod = workers["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 600
+    assert workers["spec"]["serviceName"] == "airflow-celery-worker"
+    worker = container(workers, "worker")
+    assert worker["args"] == ["celery", "worker", "--queues", "default"]
+    assert {c["name"] for c in pod["containers"]} == {"worker", "git-sync", "log-groomer"}
+    # KEDA owns the replica count: GitOps must not reset it.
+    assert "replicas" not in workers["spec"]
+    assert "worker_concurrency = 16" in objs["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "[operators]\ndefault_queue = default" in objs["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+
+
+def test_broker_and_result_backend_come_from_secret_files(objects_of):
+    env = env_of(container(objects_of("celery-dev")["deployment-airflow-scheduler.yaml"], "scheduler"))
+    assert "cat /opt/airflow/secrets/redis-password" in env["AIRFLOW__CELERY__BROKER_URL_CMD"]
+    assert "redis://:%s@airflow-redis.airflow-celery-dev.svc.cluster.local:6379/0" in env["AIRFLOW__CELERY__BROKER_URL_CMD"]
+    assert "db+postgresql+psycopg2://airflow:%s@airflow-pgbouncer" in env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"]
+    external = env_of(container(objects_of("celery-prod")["deployment-airflow-scheduler.yaml"], "scheduler"))
+    assert external["AIRFLOW__CELERY__BROKER_URL_CMD"] == "cat /opt/airflow/secrets/celery-broker-url"
+
+
+def test_bundled_redis_keeps_its_data_and_its_password_out_of_the_command_line(objects_of):
+    objs = objects_of("celery-dev")
+    redis = objs["statefulset-airflow-redis.yaml"]
+    assert redis["spec"]["volumeClaimTemplates"][0]["kind"] == "PersistentVolumeClaim"
+    assert container(redis, "redis")["command"] == ["redis-server", "/etc/redis/redis.conf"]
+    assert "include /etc/redis/auth/auth.conf" in objs["configmap-airflow-redis.yaml"]["data"]["redis.conf"]
+    secret = objs["secret-airflow-celery.yaml"]["stringData"]
+    assert set(secret) == {"redis-password", "flower-password"}
+    assert all(v.startswith("?{base64:targets/celery-dev/") for v in secret.values())
+
+
+def test_keda_counts_celery_tasks_of_the_workers_queues(objects_of):
+    scaled = objects_of("celery-dev")["scaledobject-airflow-celery-worker.yaml"]["spec"]
+    assert scaled["minReplicaCount"] == 0 and scaled["scaleTargetRef"]["kind"] == "StatefulSet"
+    query = scaled["triggers"][0]["metadata"]["query"]
+    assert "queue IN ('default')" in query and "/ 16)" in query
+    # Celery is the default executor here: tasks with no executor recorded are Celery's.
+    assert "executor IS NULL" in query
+    external = objects_of("celery-keda-external")["scaledobject-airflow-celery-worker.yaml"]["spec"]["triggers"][0]["metadata"]
+    assert external["host"] == "airflow-db.example.internal" and external["sslmode"] == "require"
+
+
+def test_two_executors_give_worker_pods_and_celery_workers(objects_of):
+    objs = objects_of("celery-prod")
+    assert "executor = CeleryExecutor,KubernetesExecutor" in objs["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "configmap-airflow-pod-template.yaml" in objs and "statefulset-airflow-celery-worker.yaml" in objs
+    assert "role-airflow-scheduler.yaml" in objs
+    assert objs["horizontalpodautoscaler-airflow-celery-worker.yaml"]["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+
+
+def test_pgbouncer_pools_airflow_while_migrations_connect_directly(objects_of):
+    objs = objects_of("celery-prod")
+    ini = objs["configmap-airflow-pgbouncer.yaml"]["data"]["pgbouncer.ini"]
+    assert "airflow = host=airflow-db.example.internal port=5432 dbname=airflow" in ini
+    assert "server_tls_sslmode = require" in ini
+    scheduler = env_of(container(objs["deployment-airflow-scheduler.yaml"], "scheduler"))
+    assert "@airflow-pgbouncer.airflow-celery-prod.svc.cluster.local:6543/airflow" in scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"]
+    job = next(o for n, o in objs.items() if n.startswith("job-airflow-db-migrate-"))
+    assert env_of(container(job, "db-migrate"))["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] == "cat /opt/airflow/secrets/sql-alchemy-conn"
+
+
+def test_autoscaled_api_server_has_a_budget_and_no_fixed_replicas(objects_of):
+    objs = objects_of("celery-prod")
+    assert "replicas" not in objs["deployment-airflow-api-server.yaml"]["spec"]
+    assert objs["horizontalpodautoscaler-airflow-api-server.yaml"]["spec"]["minReplicas"] == 2
+    assert "poddisruptionbudget-airflow-api-server.yaml" in objs
+
+
+def test_every_multi_replica_component_has_a_disruption_budget_and_single_ones_none(objects_of):
+    for target in FEATURE_TARGETS:
+        objs = objects_of(target)
+        for obj in objs.values():
+            if obj["kind"] in ("Deployment", "StatefulSet") and obj["spec"].get("replicas", 2) > 1:
+                assert f"poddisruptionbudget-{obj['metadata']['name']}.yaml" in objs, (target, obj["metadata"]["name"])
+            if obj["kind"] == "Deployment" and obj["spec"].get("replicas") == 1:
+                assert f"poddisruptionbudget-{obj['metadata']['name']}.yaml" not in objs, (target, obj["metadata"]["name"])
+
+
+def test_replicas_spread_over_nodes_and_zones_when_asked(objects_of):
+    spec = objects_of("celery-prod")["deployment-airflow-scheduler.yaml"]["spec"]["template"]["spec"]
+    keys = [c["topologyKey"] for c in spec["topologySpreadConstraints"]]
+    assert keys == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spec["topologySpreadConstraints"])
+
+
+def test_ingress_and_http_route_send_traffic_to_the_api_server(objects_of):
+    ingress = objects_of("kubernetes-gcs")["ingress-airflow-api-server.yaml"]["spec"]
+    assert ingress["tls"] == [{"hosts": ["airflow-kubernetes-gcs.example.com"], "secretName": "airflow-kubernetes-gcs-tls"}]
+    assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "airflow-api-server"
+    route = objects_of("celery-prod")["httproute-airflow-api-server.yaml"]["spec"]
+    assert route["parentRefs"] == [{"name": "shared-gateway", "namespace": "gateway-system", "sectionName": "https"}]
+    assert route["rules"][0]["backendRefs"] == [{"name": "airflow-api-server", "port": 8080}]
+
+
+def test_statsd_exporter_maps_airflow_names_and_is_scraped(objects_of):
+    objs = objects_of("celery-dev")
+    cfg = objs["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "statsd_host = airflow-statsd.airflow-celery-dev.svc.cluster.local" in cfg
+    mappings = yaml.safe_load(objs["configmap-airflow-statsd.yaml"]["data"]["mappings.yml"])["mappings"]
+    assert {"match": "airflow.ti.finish.*.*.*", "name": "airflow_ti_finish",
+            "labels": {"dag_id": "$1", "task_id": "$2", "state": "$3"}} in mappings
+    monitor = objs["servicemonitor-airflow-statsd.yaml"]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_otel_and_remote_logging_presets_set_airflow_cfg(objects_of):
+    prod = objects_of("celery-prod")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "otel_on = True" in prod and "remote_base_log_folder = s3://example-airflow-logs/celery-prod" in prod
+    assert "remote_log_conn_id = aws_default" in prod
+    otel = env_of(container(objects_of("celery-prod")["deployment-airflow-scheduler.yaml"], "scheduler"))
+    assert otel["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://opentelemetry-collector.observability.svc.cluster.local:4318"
+    annotations = objects_of("celery-prod")["serviceaccount-airflow-scheduler.yaml"]["metadata"]["annotations"]
+    assert annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/airflow-logs"
+    gcs = objects_of("kubernetes-gcs")
+    scheduler = container(gcs["deployment-airflow-scheduler.yaml"], "scheduler")
+    assert env_of(scheduler)["GOOGLE_APPLICATION_CREDENTIALS"] == "/opt/airflow/remote-logging/key.json"
+    template = yaml.safe_load(gcs["configmap-airflow-pod-template.yaml"]["data"]["pod_template.yaml"])
+    assert env_of(template["spec"]["containers"][0])["GOOGLE_APPLICATION_CREDENTIALS"] == "/opt/airflow/remote-logging/key.json"
+    es = objects_of("kubernetes-elasticsearch")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
+    assert "[elasticsearch]\nhost = https://elasticsearch.logging.svc.cluster.local:9200" in es
+    assert "airflow-to-log-store" in str(objects_of("kubernetes-elasticsearch").keys())
+
+
+def test_housekeeping_cron_jobs_clean_the_database_and_leftover_worker_pods(objects_of):
+    objs = objects_of("kubernetes-gcs")
+    clean = objs["cronjob-airflow-db-clean.yaml"]["spec"]
+    assert clean["concurrencyPolicy"] == "Forbid"
+    assert '-90 days' in clean["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][2]
+    pods = objs["cronjob-airflow-cleanup-pods.yaml"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pods["containers"][0]["args"] == ["kubernetes", "cleanup-pods", "--namespace", "airflow-kubernetes-gcs"]
+    assert objs["role-airflow-cleanup-pods.yaml"]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "get", "list"]}]
+    assert "cronjob-airflow-cleanup-pods.yaml" not in objects_of("local-opensearch")
+
+
+def test_declared_objects_are_applied_by_a_job_with_secret_values_from_files(objects_of):
+    for target, secret_kind in (("celery-dev", "secret"), ("celery-prod", "externalsecret")):
+        objs = objects_of(target)
+        spec = json.loads(objs["configmap-airflow-objects.yaml"]["data"]["objects.json"])
+        assert spec["connections"]["warehouse"]["password_file"] == "/opt/airflow/object-secrets/ref-connections__warehouse-password"
+        assert "password" not in spec["connections"]["warehouse"]
+        assert spec["pools"]["warehouse"]["slots"] == 4
+        job = next(o for n, o in objs.items() if n.startswith("job-airflow-objects-"))
+        assert job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+        assert f"{secret_kind}-airflow-objects.yaml" in objs
+    ref = objects_of("celery-dev")["secret-airflow-objects.yaml"]["stringData"]["ref-connections__warehouse-password"]
+    assert ref.startswith("?{base64:targets/celery-dev/connections/warehouse-password:")
+
+
+def test_extra_env_volumes_and_manifests_land_where_asked(objects_of):
+    objs = objects_of("celery-prod")
+    scheduler = objs["deployment-airflow-scheduler.yaml"]
+    assert env_of(container(scheduler, "scheduler"))["TZ"] == "Europe/Paris"
+    assert {"name": "ca-bundle", "configMap": {"name": "airflow-ca-bundle"}} in scheduler["spec"]["template"]["spec"]["volumes"]
+    extra = objs["configmap-airflow-ca-bundle.yaml"]
+    assert extra["metadata"]["namespace"] == "airflow-celery-prod"
+
+
+def test_network_policies_open_the_new_flows(objects_of):
+    objs = objects_of("celery-dev")
+    redis = objs["networkpolicy-airflow-redis.yaml"]["spec"]
+    assert redis["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 6379}]
+    postgres = objs["networkpolicy-airflow-postgres.yaml"]["spec"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in postgres
+    assert "networkpolicy-airflow-pgbouncer.yaml" in objs and "networkpolicy-airflow-statsd.yaml" in objs
+    task_pods = objs["networkpolicy-airflow-task-egress.yaml"]["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert task_pods == ["worker", "celery-worker"]
+
+
+BAD_FEATURE_INPUTS = [
+    (STAGING + ["airflow.database.pgbouncer"], {},
+     "parameters.airflow.database.external.host: is empty: parameters.airflow.database.pgbouncer.enabled connects"),
+    (DEV + ["airflow.metrics.service-monitor"], {},
+     "parameters.airflow.metrics.service_monitor.enabled: a ServiceMonitor scrapes the bundled statsd-exporter"),
+    (DEV, {"logs": {"remote": {"provider": "s3", "base_folder": "gs://bucket/logs"}}},
+     "parameters.airflow.logs.remote.base_folder: \"gs://bucket/logs\" is not a s3 location"),
+    (DEV, {"api_server": {"autoscaling": {"enabled": True, "min_replicas": 5, "max_replicas": 3}}},
+     "parameters.airflow.api_server.autoscaling.min_replicas: 5 is more than max_replicas (3)"),
+    (DEV, {"scheduler": {"extra_env": [{"name": "AIRFLOW__CORE__EXECUTOR", "value": "CeleryExecutor"}]}},
+     "parameters.airflow.scheduler.extra_env: AIRFLOW__CORE__EXECUTOR cannot be set here: it is [core] executor"),
+    (DEV, {"celery": {"workers": {"autoscaling": {"mode": "kdea"}}}},
+     "parameters.airflow.celery.workers.autoscaling.mode: 'kdea' is not one of ['none', 'keda', 'hpa']"),
+    (DEV, {"extra_manifests": {"mine": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "airflow-config"}}}},
+     "parameters.airflow.extra_manifests: configmap-airflow-config is an object Airflow GitOps already compiles"),
+    (DEV, {"scheduler": {"extra_env": [{"name": "TZ", "value": 1}]}},
+     "parameters.airflow.scheduler.extra_env.0.value: 1 is not a string"),
+]
+
+
+@pytest.mark.parametrize("classes,airflow,message", BAD_FEATURE_INPUTS)
+def test_a_wrong_feature_setting_fails_the_compile_naming_file_and_key(classes, airflow, message, scratch_repo):
+    write_target(scratch_repo, "broken", classes, airflow)
+    before = sorted(p for p in (scratch_repo / "compiled").rglob("*"))
+    result = compile_in(scratch_repo, "-t", "broken")
+    assert result.returncode != 0
+    assert f"inventory/targets/broken.yml: {message}" in result.stdout + result.stderr
+    assert sorted(p for p in (scratch_repo / "compiled").rglob("*")) == before
