@@ -23,18 +23,16 @@ local components = [
   import 'housekeeping/main.jsonnet',
   import 'airflow-objects/main.jsonnet',
   import 'network-policies/main.jsonnet',
-  import 'extra-manifests/main.jsonnet',
 ];
+local extraManifests = import 'extra-manifests/main.jsonnet';
 
-// An extra manifest (the last component) must not replace an object of ours.
-local files = std.foldl(
-  function(files, component)
-    local clash = [name for name in std.objectFields(component) if std.objectHas(files, name)];
-    if clash == [] then files + component
-    else error 'invalid inventory: %s: parameters.airflow.extra_manifests: %s is an object Airflow GitOps already compiles; change it through its parameters instead' % [inv.targetFile, clash[0]],
-  components,
-  {}
-);
+// One flat object (a chain of `+` would make every later lookup walk all the components).
+local ours = { [name]: component[name] for component in components for name in std.objectFields(component) };
+// An extra manifest must not replace an object of ours.
+local clash = [name for name in std.objectFields(extraManifests) if std.objectHas(ours, name)];
+local files =
+  if clash == [] then ours + extraManifests
+  else error 'invalid inventory: %s: parameters.airflow.extra_manifests: %s is an object Airflow GitOps already compiles; change it through its parameters instead' % [inv.targetFile, clash[0]];
 
 // Three directories, each a kustomization of its own, applied in this order: Flux applies each
 // as a separate Kustomization (its `path` is a directory) and waits for one before the next;
@@ -75,12 +73,15 @@ local kustomization(resources) = {
   resources: resources,
 };
 
+local names = std.objectFields(files);
+local groupOf = { [name]: group(files[name]) for name in names };
+
 {
-  [group(files[name]) + '/' + name]:
+  [groupOf[name] + '/' + name]:
     files[name] { metadata+: { annotations+: { 'argocd.argoproj.io/sync-wave': wave(files[name]) } } }
-  for name in std.objectFields(files)
+  for name in names
 } + {
-  [g + '/kustomization']: kustomization([name + '.yaml' for name in std.objectFields(files) if group(files[name]) == g])
+  [g + '/kustomization']: kustomization([name + '.yaml' for name in names if groupOf[name] == g])
   for g in groups
 } + {
   // `kubectl kustomize compiled/<env>/manifests` builds the whole environment (what Argo CD applies).

@@ -118,7 +118,8 @@ def test_only_the_scheduler_of_a_kubernetes_executor_gets_an_api_token(env, mani
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_long_running_components_have_probes_labels_and_config_checksum(env, manifests):
     for name, obj in manifests(env).items():
-        if obj["kind"] != "Deployment":
+        # Airflow's own processes (not the statsd-exporter or PgBouncer next to them).
+        if obj["kind"] != "Deployment" or obj["metadata"]["labels"]["app.kubernetes.io/component"] in ("statsd", "pgbouncer"):
             continue
         template = obj["spec"]["template"]
         labels = template["metadata"]["labels"]
@@ -293,6 +294,9 @@ def test_sync_waves_order_namespace_config_migrations_then_workloads(env, manife
     job = next(w for n, w in wave.items() if n.startswith("job-"))
     assert wave[f"namespace-airflow-{env}.yaml"] < wave[secret_file(fresh_repo, env, "airflow-secrets")] < job
     assert wave["configmap-airflow-config.yaml"] < job
-    assert all(wave[n] > job for n in wave if n.startswith("deployment-"))
+    # Airflow's processes after the migrations; what they depend on (statsd-exporter, PgBouncer) before.
+    dependencies = ("deployment-airflow-statsd.yaml", "deployment-airflow-pgbouncer.yaml")
+    assert all(wave[n] > job for n in wave if n.startswith("deployment-") and n not in dependencies)
+    assert all(wave[n] < job for n in dependencies if n in wave)
     if "statefulset-airflow-postgres.yaml" in wave:
         assert wave["statefulset-airflow-postgres.yaml"] < job

@@ -3,9 +3,12 @@ and leaves compiled/ exactly as it was."""
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import pytest
 
-from conftest import compile_in, read_tree
+from conftest import REPO, compile_in, read_tree
 
 # (what is appended under `parameters:` of inventory/targets/staging.yml, key path, words the message must hold)
 CASES = {
@@ -121,3 +124,13 @@ def test_cli_names_the_target_file_of_a_missing_class(scratch_repo):
     result = subprocess.run([cli, "compile"], cwd=scratch_repo, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: inventory/targets/staging.yml: Class profiles.stagin not found"
+
+
+def test_the_inventory_schema_is_a_valid_draft_07_schema_all_the_way_down():
+    """Kapitan's per-target meta-schema check stops at the top level (the subschemas sit under
+    $defs, for speed): check every subschema here, once."""
+    schema = json.loads((REPO / "kapitan" / "schemas" / "airflow.schema.json").read_text())
+    as_definitions = json.loads(json.dumps(schema).replace('"#/$defs/', '"#/definitions/'))
+    as_definitions["definitions"] = as_definitions.pop("$defs")
+    jsonschema.Draft7Validator.check_schema(as_definitions)
+    assert all(set(sub) == {"$ref"} for sub in schema["properties"].values())

@@ -6,6 +6,7 @@ passes checkov with no failure, and the objects say what the feature promises.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import REPO, compile_in, copy_repo, kapitan, load_manifests, validate_object
+from test_dev_stack_runs import postgres  # noqa: F401  (a fixture: a throwaway PostgreSQL 15)
 
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
 
@@ -24,6 +26,17 @@ PROD = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository",
 EXTERNAL_DB_PARTS = {"database": {"external": {
     "host": "airflow-db.example.internal", "database": "airflow", "user": "airflow", "password_key": "password",
 }}}
+
+# A sidecar as a user would add one (checkov wants it hardened, probed and sized like ours).
+SIDECAR = {
+    "name": "token-refresher", "image": "registry.example.com/token-refresher:1.4.0", "imagePullPolicy": "Always",
+    "args": ["--interval", "5m"],
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+    "readinessProbe": {"httpGet": {"path": "/ready", "port": 8090}}, "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8090}},
+}
+INIT_CONTAINER = {k: v for k, v in SIDECAR.items() if not k.endswith("Probe")} | {"name": "warm-up", "args": ["--once"]}
 
 # Target name -> (classes, parameters.airflow overrides). Together they include every feature
 # class; each target is one realistic combination.
@@ -41,7 +54,8 @@ FEATURE_TARGETS: dict[str, tuple[list[str], dict]] = {
                             "airflow.placement.spread", "airflow.logs.remote-s3", "airflow.metrics.otel",
                             "airflow.objects.example", "airflow.extras.example"],
                     {**EXTERNAL_DB_PARTS, "security": {"service_account_annotations": {
-                        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/airflow-logs"}}}),
+                        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/airflow-logs"}},
+                     "triggerer": {"extra_containers": [SIDECAR], "extra_init_containers": [INIT_CONTAINER]}}),
     # KEDA against an external database.
     "celery-keda-external": (STAGING + ["airflow.executor.celery", "airflow.celery.keda"], EXTERNAL_DB_PARTS),
     # KubernetesExecutor with an Ingress and logs in GCS from a key file.
@@ -280,6 +294,9 @@ def test_declared_objects_are_applied_by_a_job_with_secret_values_from_files(obj
 
 def test_extra_env_volumes_and_manifests_land_where_asked(objects_of):
     objs = objects_of("celery-prod")
+    triggerer = objs["deployment-airflow-triggerer.yaml"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in triggerer["containers"]] == ["triggerer", "git-sync", "log-groomer", "token-refresher"]
+    assert [c["name"] for c in triggerer["initContainers"]][-1] == "warm-up"
     scheduler = objs["deployment-airflow-scheduler.yaml"]
     assert env_of(container(scheduler, "scheduler"))["TZ"] == "Europe/Paris"
     assert {"name": "ca-bundle", "configMap": {"name": "airflow-ca-bundle"}} in scheduler["spec"]["template"]["spec"]["volumes"]
@@ -315,6 +332,10 @@ BAD_FEATURE_INPUTS = [
      "parameters.airflow.extra_manifests: configmap-airflow-config is an object Airflow GitOps already compiles"),
     (DEV, {"scheduler": {"extra_env": [{"name": "TZ", "value": 1}]}},
      "parameters.airflow.scheduler.extra_env.0.value: 1 is not a string"),
+    (DEV + ["airflow.executor.celery", "airflow.celery.hpa"], {"celery": {"workers": {"autoscaling": {"min_replicas": 0}}}},
+     "parameters.airflow.celery.workers.autoscaling.min_replicas: 0 needs mode keda"),
+    (DEV, {"triggerer": {"extra_containers": [{"name": "proxy"}]}},
+     "parameters.airflow.triggerer.extra_containers.0: 'image' is a required property"),
 ]
 
 
@@ -326,3 +347,73 @@ def test_a_wrong_feature_setting_fails_the_compile_naming_file_and_key(classes, 
     assert result.returncode != 0
     assert f"inventory/targets/broken.yml: {message}" in result.stdout + result.stderr
     assert sorted(p for p in (scratch_repo / "compiled").rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_declared_objects_db_clean_and_keda_query_run_against_a_migrated_database(features_repo, postgres, tmp_path):
+    """The airflow-objects Job's script (twice: it must be idempotent), the db-clean CronJob's
+    command and the KEDA query, with Airflow 3.3.2 on a freshly migrated PostgreSQL."""
+    from airflow_gitops.airflow_env import ensure_airflow
+
+    airflow_env = ensure_airflow(REPO, "3.3.2")
+    psql = ["psql", "-h", "127.0.0.1", "-p", str(postgres), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-tA", "-c"]
+    subprocess.run([*psql, "CREATE ROLE airflow LOGIN PASSWORD 'airflow-test'"], check=True, capture_output=True)
+    subprocess.run([*psql, "CREATE DATABASE airflow OWNER airflow"], check=True, capture_output=True)
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{airflow_env.python.parent}:{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow:airflow-test@127.0.0.1:{postgres}/airflow",
+        "AIRFLOW__CORE__FERNET_KEY": "x" * 43 + "=",
+    }
+    airflow = str(airflow_env.airflow)
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+
+    objects = load_manifests(features_repo / "compiled", "celery-dev")
+    data = objects["configmap-airflow-objects.yaml"]["data"]
+    job = next(o for n, o in objects.items() if n.startswith("job-airflow-objects-"))
+    command = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The mounted secret files, where the kubelet would put them.
+    secrets = tmp_path / "object-secrets"
+    secrets.mkdir()
+    (secrets / "ref-connections__warehouse-password").write_text("s3cret-warehouse")
+    (secrets / "secret-airflow-slack-webhook").write_text("https://hooks.example.com/T0/B0")
+    spec_dir = tmp_path / "objects"
+    spec_dir.mkdir()
+    (spec_dir / "apply.py").write_text(data["apply.py"])
+    (spec_dir / "objects.json").write_text(data["objects.json"].replace("/opt/airflow/object-secrets", str(secrets)))
+    work = tmp_path / "work"
+    work.mkdir()
+    assert command[1:] == ["/opt/airflow/objects/apply.py", "/opt/airflow/objects/objects.json", "/tmp/objects"]
+    for _ in range(2):
+        applied = subprocess.run([str(airflow_env.python), str(spec_dir / "apply.py"), str(spec_dir / "objects.json"), str(work)],
+                                 env=env, capture_output=True, text=True)
+        assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
+        assert "applied 1 connections" in applied.stdout and "applied 2 variables" in applied.stdout
+        assert list(work.iterdir()) == []  # no secret left behind
+
+    def airflow_json(*args: str):
+        result = subprocess.run([airflow, *args, "--output", "json"], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout)
+
+    connection = airflow_json("connections", "get", "warehouse")[0]
+    assert (connection["conn_type"], connection["host"], connection["password"]) == ("postgres", "warehouse.example.com", "s3cret-warehouse")
+    assert json.loads(connection["extra_dejson"] if isinstance(connection["extra_dejson"], str) else json.dumps(connection["extra_dejson"])) == {"sslmode": "require"}
+    variable = subprocess.run([airflow, "variables", "get", "slack_webhook"], env=env, capture_output=True, text=True)
+    assert variable.stdout.strip() == "https://hooks.example.com/T0/B0"
+    pool = airflow_json("pools", "get", "warehouse")[0]
+    assert int(pool["slots"]) == 4
+
+    clean = objects["cronjob-airflow-db-clean.yaml"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    cleaned = subprocess.run(clean, env=env, capture_output=True, text=True)
+    assert cleaned.returncode == 0, cleaned.stderr[-2000:]
+
+    query = objects["scaledobject-airflow-celery-worker.yaml"]["spec"]["triggers"][0]["metadata"]["query"]
+    counted = subprocess.run([*psql, query, "airflow"], capture_output=True, text=True)
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.strip() == "0"

@@ -45,6 +45,7 @@ local script = |||
   import json, os, subprocess, sys
 
   spec = json.load(open(sys.argv[1]))
+  work_dir = sys.argv[2]  # private, memory-backed: the import files hold secret values
 
   def read(path):
       with open(path) as f:
@@ -69,7 +70,7 @@ local script = |||
   def run_import(kind, data, *flags):
       if not data:
           return
-      path = os.path.join("/tmp/objects", kind + ".json")
+      path = os.path.join(work_dir, kind + ".json")
       fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
       with os.fdopen(fd, "w") as f:
           json.dump(data, f)
@@ -95,7 +96,7 @@ local volume = {
 };
 
 local container =
-  a.container('apply', ['python', specDir + '/apply.py', specDir + '/objects.json'], p.migrations.resources)
+  a.container('apply', ['python', specDir + '/apply.py', specDir + '/objects.json', '/tmp/objects'], p.migrations.resources)
   + k.container.withVolumeMounts(a.baseMounts + [
     k.container.mount('objects', specDir, readOnly=true),
     k.container.mount('objects-tmp', '/tmp/objects'),

@@ -150,7 +150,7 @@ local keda = [
 ];
 
 local hpa = [
-  k.hpa.new(a.names.celeryWorker, a.namespace, workerObjects[0], std.max(1, scaling.min_replicas), scaling.max_replicas, scaling.hpa.target_cpu_utilization)
+  k.hpa.new(a.names.celeryWorker, a.namespace, workerObjects[0], scaling.min_replicas, scaling.max_replicas, scaling.hpa.target_cpu_utilization)
   // Scale in one worker at a time, slowly: each drains its tasks first.
   + k.hpa.withScaleDown(600, 1)
   + k.hpa.withLabels(a.labels('celery-worker')),

@@ -23,7 +23,8 @@ local pod(container, serviceAccount, apiAccess=false) =
 local dbClean =
   a.container('db-clean', [
     'bash', '-c',
-    'exec airflow db clean --clean-before-timestamp "$(date -u -d "-%d days" +%%Y-%%m-%%dT%%H:%%M:%%S+00:00)" --skip-archive --yes' % h.db_clean.retention_days,
+    'exec airflow db clean --clean-before-timestamp "$(date -u -d "-' + h.db_clean.retention_days
+    + ' days" +%Y-%m-%dT%H:%M:%S+00:00)" --skip-archive --yes',
   ], h.db_clean.resources, direct=true);
 
 local cleanupPods =

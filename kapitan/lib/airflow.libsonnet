@@ -326,8 +326,9 @@ local secretsMount = k.container.mount('secrets', paths.secrets, readOnly=true);
 local securityContext(readOnly=p.security.read_only_root_filesystem) =
   k.container.withRestrictedSecurityContext(p.security.run_as_user, p.security.run_as_group, readOnly);
 
-// Environment every Airflow process that touches the metadata database gets.
-local coreEnv(direct=false) = [
+// Environment every Airflow process that touches the metadata database gets (built once for
+// each way to the database: a function would be re-evaluated for every container).
+local buildCoreEnv(direct) = [
   k.container.envValue('AIRFLOW_HOME', paths.home),
   // The image entrypoint would poll the database itself; the wait-for-migrations init container does that.
   k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
@@ -337,6 +338,9 @@ local coreEnv(direct=false) = [
   k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key')),
   k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret')),
 ] + remoteCredentials.env + otelEnv;
+local pooledCoreEnv = buildCoreEnv(false);
+local directCoreEnv = if pgbouncer then buildCoreEnv(true) else pooledCoreEnv;
+local coreEnv(direct=false) = if direct then directCoreEnv else pooledCoreEnv;
 
 local baseVolumes = [
   k.volume.configMap('config', names.config, [{ key: 'airflow.cfg', path: 'airflow.cfg' }]),

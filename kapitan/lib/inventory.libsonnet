@@ -225,6 +225,10 @@ local combinationErrors(airflow) = [
     { path: 'celery.workers.autoscaling', min: airflow.celery.workers.autoscaling.min_replicas, max: airflow.celery.workers.autoscaling.max_replicas },
   ]
   if scaler.min > scaler.max
+] + [
+  '%s: parameters.airflow.celery.workers.autoscaling.min_replicas: 0 needs mode keda (a HorizontalPodAutoscaler cannot scale to zero): set it to 1 or more, or use mode: keda' % targetFile
+  for _ in [null]
+  if airflow.celery.workers.autoscaling.mode == 'hpa' && airflow.celery.workers.autoscaling.min_replicas == 0
 ] + reservedEnvErrors(airflow);
 
 local checked =
