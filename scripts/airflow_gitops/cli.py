@@ -105,7 +105,8 @@ def _promote_dags(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .validate import report, validate
+    from .validate import report
+    from .validate.runner import validate
 
     result = validate(find_root(), environments=args.target, checks=args.check,
                       progress=None if args.quiet else sys.stderr)
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="override the DAG repository URL from the inventory (both environments)")
     p.set_defaults(func=_promote_dags)
 
-    from .validate.runner import CHECK_NAMES
+    from .validate.model import CHECK_NAMES
 
     p = sub.add_parser("validate", help="prove a change is safe to push: every check, for every environment")
     p.add_argument("--target", action="append", help="environment to validate (repeatable); default: all, and the bootstrap")

@@ -1,6 +1,5 @@
 """`airflow-gitops validate`: one command that says, per environment, whether what is about to be
-pushed is correct, secure and up to date, and why not. One module per check."""
+pushed is correct, secure and up to date, and why not. One module per check (see runner.CHECKS).
 
-from .runner import CHECK_NAMES, Report, validate
-
-__all__ = ["CHECK_NAMES", "Report", "validate"]
+Nothing is imported here: the CLI builds its parser on every command, including `sync-dags` on
+the edit loop's hot path, and the checks' imports (jsonschema, kubernetes-validate) are slow."""

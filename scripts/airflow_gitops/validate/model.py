@@ -7,6 +7,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+# The checks, in the order of the table (runner.CHECKS holds their modules, in this order).
+CHECK_NAMES = ("inventory", "up-to-date", "kubernetes-schemas", "kustomize", "security-policy", "secrets", "airflow", "dags")
+
 Status = Literal["ok", "fail", "skip"]
 
 # The not-an-environment target (compiled/bootstrap): checked where a check applies to it.
