@@ -169,6 +169,8 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
     assert service_host in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"]
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"].replace(service_host, f"127.0.0.1:{postgres}")
     env.update({
+        # `python` on PATH, as in the image (the _CMD options that compose URLs run it).
+        "PATH": f"{airflow_env.python.parent}{os.pathsep}{os.environ['PATH']}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),

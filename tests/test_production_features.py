@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -43,7 +44,7 @@ INIT_CONTAINER = {k: v for k, v in SIDECAR.items() if not k.endswith("Probe")} |
 FEATURE_TARGETS: dict[str, tuple[list[str], dict]] = {
     # Celery on a small cluster: bundled PostgreSQL behind PgBouncer, bundled Redis, KEDA scaling
     # to zero, Flower, StatsD metrics with a ServiceMonitor; connections from Kapitan refs.
-    "celery-dev": (DEV + ["airflow.executor.celery", "airflow.celery.flower", "airflow.celery.keda",
+    "celery-dev": (DEV + ["airflow.executor.celery", "airflow.logs.pvc", "airflow.celery.flower", "airflow.celery.keda",
                           "airflow.database.pgbouncer", "airflow.metrics.statsd", "airflow.metrics.service-monitor",
                           "airflow.objects.example"], {}),
     # Celery and Kubernetes executors in production: external database behind PgBouncer, external
@@ -140,6 +141,8 @@ def env_of(c: dict) -> dict[str, str]:
 
 
 def test_celery_workers_are_a_stateful_set_that_drains_running_tasks(objects_of):
+    # SIGTERM to Celery's main process only (dumb-init would signal the task processes too).
+    assert env_of(container(objects_of("celery-dev")["statefulset-airflow-celery-worker.yaml"], "worker"))["DUMB_INIT_SETSID"] == "0"
     objs = objects_of("celery-dev")
     workers = objs["statefulset-airflow-celery-worker.yaml"]
     pod = workers["spec"]["template"]["spec"]
@@ -154,11 +157,22 @@ def test_celery_workers_are_a_stateful_set_that_drains_running_tasks(objects_of)
     assert "[operators]\ndefault_queue = default" in objs["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
 
 
-def test_broker_and_result_backend_come_from_secret_files(objects_of):
+def test_broker_and_result_backend_come_from_secret_files(objects_of, tmp_path):
     env = env_of(container(objects_of("celery-dev")["deployment-airflow-scheduler.yaml"], "scheduler"))
-    assert "cat /opt/airflow/secrets/redis-password" in env["AIRFLOW__CELERY__BROKER_URL_CMD"]
-    assert "redis://:%s@airflow-redis.airflow-celery-dev.svc.cluster.local:6379/0" in env["AIRFLOW__CELERY__BROKER_URL_CMD"]
-    assert "db+postgresql+psycopg2://airflow:%s@airflow-pgbouncer" in env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"]
+    # What Airflow runs for these options, with the files where the pod has them.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "redis-password").write_text("r3d1s-pw\n")
+    (secrets / "database-password").write_text("db:p@ss/w%rd\n")
+
+    def run(command: str) -> str:
+        return subprocess.run(shlex.split(command.replace("/opt/airflow/secrets", str(secrets))),
+                              capture_output=True, text=True, check=True).stdout
+
+    assert run(env["AIRFLOW__CELERY__BROKER_URL_CMD"]) == "redis://:r3d1s-pw@airflow-redis.airflow-celery-dev.svc.cluster.local:6379/0"
+    # Percent-encoded: an external database's password may hold any character.
+    assert run(env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"]) == (
+        "db+postgresql+psycopg2://airflow:db%3Ap%40ss%2Fw%25rd@airflow-pgbouncer.airflow-celery-dev.svc.cluster.local:6543/airflow")
     external = env_of(container(objects_of("celery-prod")["deployment-airflow-scheduler.yaml"], "scheduler"))
     assert external["AIRFLOW__CELERY__BROKER_URL_CMD"] == "cat /opt/airflow/secrets/celery-broker-url"
 
@@ -241,9 +255,9 @@ def test_statsd_exporter_maps_airflow_names_and_is_scraped(objects_of):
     objs = objects_of("celery-dev")
     cfg = objs["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
     assert "statsd_host = airflow-statsd.airflow-celery-dev.svc.cluster.local" in cfg
-    mappings = yaml.safe_load(objs["configmap-airflow-statsd.yaml"]["data"]["mappings.yml"])["mappings"]
-    assert {"match": "airflow.ti.finish.*.*.*", "name": "airflow_ti_finish",
-            "labels": {"dag_id": "$1", "task_id": "$2", "state": "$3"}} in mappings
+    # Tags travel as InfluxDB-style fields the exporter makes labels of; no legacy dotted names.
+    assert "statsd_influxdb_enabled = True" in cfg and "legacy_names_on = False" in cfg
+    assert yaml.safe_load(objs["configmap-airflow-statsd.yaml"]["data"]["mappings.yml"]) == {"mappings": []}
     monitor = objs["servicemonitor-airflow-statsd.yaml"]
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
@@ -299,8 +313,8 @@ def test_extra_env_volumes_and_manifests_land_where_asked(objects_of):
     assert [c["name"] for c in triggerer["initContainers"]][-1] == "warm-up"
     scheduler = objs["deployment-airflow-scheduler.yaml"]
     assert env_of(container(scheduler, "scheduler"))["TZ"] == "Europe/Paris"
-    assert {"name": "ca-bundle", "configMap": {"name": "airflow-ca-bundle"}} in scheduler["spec"]["template"]["spec"]["volumes"]
-    extra = objs["configmap-airflow-ca-bundle.yaml"]
+    assert {"name": "team-settings", "configMap": {"name": "airflow-team-settings"}} in scheduler["spec"]["template"]["spec"]["volumes"]
+    extra = objs["configmap-airflow-team-settings.yaml"]
     assert extra["metadata"]["namespace"] == "airflow-celery-prod"
 
 
@@ -308,6 +322,8 @@ def test_network_policies_open_the_new_flows(objects_of):
     objs = objects_of("celery-dev")
     redis = objs["networkpolicy-airflow-redis.yaml"]["spec"]
     assert redis["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 6379}]
+    clients = redis["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
+    assert clients == ["scheduler", "celery-worker", "flower"]
     postgres = objs["networkpolicy-airflow-postgres.yaml"]["spec"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in postgres
     assert "networkpolicy-airflow-pgbouncer.yaml" in objs and "networkpolicy-airflow-statsd.yaml" in objs
@@ -316,6 +332,8 @@ def test_network_policies_open_the_new_flows(objects_of):
 
 
 BAD_FEATURE_INPUTS = [
+    (DEV + ["airflow.executor.celery"], {},
+     "parameters.airflow.logs.persistence: emptyDir loses task logs when a Celery worker restarts or is scaled in"),
     (STAGING + ["airflow.database.pgbouncer"], {},
      "parameters.airflow.database.external.host: is empty: parameters.airflow.database.pgbouncer.enabled connects"),
     (DEV + ["airflow.metrics.service-monitor"], {},
@@ -332,7 +350,7 @@ BAD_FEATURE_INPUTS = [
      "parameters.airflow.extra_manifests: configmap-airflow-config is an object Airflow GitOps already compiles"),
     (DEV, {"scheduler": {"extra_env": [{"name": "TZ", "value": 1}]}},
      "parameters.airflow.scheduler.extra_env.0.value: 1 is not a string"),
-    (DEV + ["airflow.executor.celery", "airflow.celery.hpa"], {"celery": {"workers": {"autoscaling": {"min_replicas": 0}}}},
+    (DEV + ["airflow.executor.celery", "airflow.logs.pvc", "airflow.celery.hpa"], {"celery": {"workers": {"autoscaling": {"min_replicas": 0}}}},
      "parameters.airflow.celery.workers.autoscaling.min_replicas: 0 needs mode keda"),
     (DEV, {"triggerer": {"extra_containers": [{"name": "proxy"}]}},
      "parameters.airflow.triggerer.extra_containers.0: 'image' is a required property"),

@@ -48,8 +48,9 @@ local script = |||
   work_dir = sys.argv[2]  # private, memory-backed: the import files hold secret values
 
   def read(path):
+      # A file written by an editor or `echo` ends with a newline that is not part of the value.
       with open(path) as f:
-          return f.read()
+          return f.read().removesuffix("\n")
 
   connections = {}
   for conn_id, c in spec["connections"].items():

@@ -83,6 +83,10 @@ local redisObjects = if c.broker.mode != 'bundled' then [] else [
 local workerLogsPort = 8793;
 local worker =
   a.container('worker', ['celery', 'worker', '--queues', std.join(',', w.queues)], w.resources)
+  // dumb-init (the image's PID 1) would pass SIGTERM to the whole process group and kill the
+  // running tasks; with this it reaches the Celery main process alone, which then stops taking
+  // tasks and waits for the running ones (warm shutdown).
+  + k.container.withEnv([k.container.envValue('DUMB_INIT_SETSID', 0)])
   + k.container.withPorts([k.container.containerPort('worker-logs', workerLogsPort)])
   + k.container.withProbes(
     // Ready once it serves task logs; alive while it answers a ping through the broker.

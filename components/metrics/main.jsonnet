@@ -1,5 +1,5 @@
 // Metrics (parameters.airflow.metrics): with mode statsd, Airflow's processes send StatsD to a
-// statsd-exporter that turns Airflow's dotted names into labelled Prometheus metrics, scraped
+// statsd-exporter that turns Airflow's tagged metrics into labelled Prometheus metrics, scraped
 // through its Service (and a ServiceMonitor with the Prometheus Operator). With mode otel
 // Airflow pushes to your collector: only airflow.cfg changes (airflow.libsonnet).
 local a = import 'airflow.libsonnet';
@@ -10,37 +10,12 @@ local m = p.metrics;
 local s = m.statsd;
 local uid = 65534;  // the exporter image's nobody
 
-// Airflow's StatsD names carry DAG, task, pool and file names inside the metric name: each
-// rule moves them into labels (statsd_prefix is "airflow"). Names without a rule keep their
-// dotted name with dots as underscores (airflow.executor.open_slots -> airflow_executor_open_slots).
-local rule(match, name, labels={}) = { match: match, name: name } + (if labels == {} then {} else { labels: labels });
-local airflowMappings = [
-  rule('airflow.dagrun.dependency-check.*', 'airflow_dagrun_dependency_check', { dag_id: '$1' }),
-  rule('airflow.dagrun.duration.success.*', 'airflow_dagrun_duration', { dag_id: '$1', state: 'success' }),
-  rule('airflow.dagrun.duration.failed.*', 'airflow_dagrun_duration', { dag_id: '$1', state: 'failed' }),
-  rule('airflow.dagrun.schedule_delay.*', 'airflow_dagrun_schedule_delay', { dag_id: '$1' }),
-  rule('airflow.dagrun.first_task_scheduling_delay.*', 'airflow_dagrun_first_task_scheduling_delay', { dag_id: '$1' }),
-  rule('airflow.dag.*.*.duration', 'airflow_task_duration', { dag_id: '$1', task_id: '$2' }),
-  rule('airflow.dag.*.*.queued_duration', 'airflow_task_queued_duration', { dag_id: '$1', task_id: '$2' }),
-  rule('airflow.dag.*.*.scheduled_duration', 'airflow_task_scheduled_duration', { dag_id: '$1', task_id: '$2' }),
-  rule('airflow.ti.start.*.*', 'airflow_ti_start', { dag_id: '$1', task_id: '$2' }),
-  rule('airflow.ti.finish.*.*.*', 'airflow_ti_finish', { dag_id: '$1', task_id: '$2', state: '$3' }),
-  rule('airflow.task_removed_from_dag.*', 'airflow_task_removed_from_dag', { dag_id: '$1' }),
-  rule('airflow.task_restored_to_dag.*', 'airflow_task_restored_to_dag', { dag_id: '$1' }),
-  rule('airflow.task_instance_created_*.*', 'airflow_task_instance_created', { operator: '$1', dag_id: '$2' }),
-  rule('airflow.dag_processing.last_duration.*', 'airflow_dag_processing_last_duration', { dag_file: '$1' }),
-  rule('airflow.dag_processing.last_run.seconds_ago.*', 'airflow_dag_processing_last_run_seconds_ago', { dag_file: '$1' }),
-  rule('airflow.dag_processing.last_num_of_db_queries.*', 'airflow_dag_processing_last_num_of_db_queries', { dag_file: '$1' }),
-  rule('airflow.pool.open_slots.*', 'airflow_pool_open_slots', { pool: '$1' }),
-  rule('airflow.pool.queued_slots.*', 'airflow_pool_queued_slots', { pool: '$1' }),
-  rule('airflow.pool.running_slots.*', 'airflow_pool_running_slots', { pool: '$1' }),
-  rule('airflow.pool.deferred_slots.*', 'airflow_pool_deferred_slots', { pool: '$1' }),
-  rule('airflow.pool.scheduled_slots.*', 'airflow_pool_scheduled_slots', { pool: '$1' }),
-  rule('airflow.pool.starving_tasks.*', 'airflow_pool_starving_tasks', { pool: '$1' }),
-  rule('airflow.triggers.running.*', 'airflow_triggers_running', { hostname: '$1' }),
-  rule('airflow.triggerer.capacity_left.*', 'airflow_triggerer_capacity_left', { hostname: '$1' }),
-];
-local mappingsYaml = std.manifestYamlDoc({ mappings: airflowMappings + s.extra_mappings }, indent_array_in_object=true, quote_keys=false) + '\n';
+// Airflow 3 tags its metrics (dag_id, task_id, state, pool...) and sends the tags in InfluxDB's
+// line format (airflow.libsonnet sets statsd_influxdb_enabled, and turns off the legacy names
+// that carried them inside the metric name): the exporter makes them Prometheus labels by
+// itself (airflow.ti.finish,dag_id=etl,... -> airflow_ti_finish{dag_id="etl",...}). Mapping
+// rules of your own (renames, histograms) go in metrics.statsd.extra_mappings.
+local mappingsYaml = std.manifestYamlDoc({ mappings: s.extra_mappings }, indent_array_in_object=true, quote_keys=false) + '\n';
 
 local exporter =
   k.container.new('statsd-exporter', '%s:%s' % [s.image.repository, s.image.tag], p.image.pull_policy)

@@ -15,6 +15,8 @@ local airflowPods = components([
   'api-server', 'scheduler', 'dag-processor', 'triggerer', 'worker', 'celery-worker', 'flower', 'db-migrations',
   'housekeeping', 'airflow-objects',
 ]);
+// Who talks to the Celery broker: the scheduler queues, the workers consume, Flower watches.
+local brokerClients = components(['scheduler', 'celery-worker', 'flower']);
 // Pods that run tasks or serve their logs.
 local taskPods = ['worker', 'celery-worker'] + (if a.isLocalExecutor then ['scheduler'] else []);
 local tcp(port) = { protocol: 'TCP', port: port };
@@ -74,11 +76,11 @@ k.files(if !np.enabled then [] else [
   policy('airflow-pgbouncer', components(['pgbouncer']), ingress=[{ from: [{ podSelector: airflowPods }], ports: [tcp(a.pgbouncerPort)] }], egress=directDatabase),
 ] else [])
 + (if celeryBroker then [
-  policy('airflow-redis', components(['redis']), ingress=[{ from: [{ podSelector: airflowPods }], ports: [tcp(6379)] }]),
-  policy('airflow-to-redis', airflowPods, egress=[{ to: [{ podSelector: { matchLabels: a.selectorLabels('redis') } }], ports: [tcp(6379)] }]),
+  policy('airflow-redis', components(['redis']), ingress=[{ from: [{ podSelector: brokerClients }], ports: [tcp(6379)] }]),
+  policy('airflow-to-redis', brokerClients, egress=[{ to: [{ podSelector: { matchLabels: a.selectorLabels('redis') } }], ports: [tcp(6379)] }]),
 ] else if a.isCeleryExecutor then [
-  // An external broker: Redis's port, anywhere.
-  policy('airflow-to-broker', airflowPods, egress=[{ ports: [tcp(6379)] }]),
+  // An external broker: its port, anywhere.
+  policy('airflow-to-broker', brokerClients, egress=[{ ports: [tcp(p.celery.broker.external.port)] }]),
 ] else [])
 + (if a.isCeleryExecutor && p.celery.flower.enabled then [
   policy('airflow-flower', components(['flower']), ingress=[{ ports: [tcp(p.celery.flower.port)] }]),

@@ -27,7 +27,8 @@ local ini = |||
   default_pool_size = %(poolSize)d
   server_tls_sslmode = %(sslmode)s
   ignore_startup_parameters = extra_float_digits
-  server_reset_query = DISCARD ALL
+  ; Airflow's async engine (asyncpg) prepares statements: tracked per server connection.
+  max_prepared_statements = 200
   log_connections = 0
   log_disconnections = 0
 ||| % {

@@ -123,7 +123,12 @@ local apiServerUrl = 'http://%s.%s.svc.cluster.local:%d' % [names.apiServer, ns,
 local metricsConfig =
   local m = p.metrics;
   if m.mode == 'statsd' then {
-    metrics: { statsd_on: 'True', statsd_host: '%s.%s.svc.cluster.local' % [names.statsd, ns], statsd_port: 9125, statsd_prefix: 'airflow' },
+    metrics: {
+      statsd_on: 'True', statsd_host: '%s.%s.svc.cluster.local' % [names.statsd, ns], statsd_port: 9125, statsd_prefix: 'airflow',
+      // Tags as InfluxDB-style fields, which the exporter turns into labels; not also the legacy
+      // names with the tags inside them (one series per DAG and task).
+      statsd_influxdb_enabled: 'True', legacy_names_on: 'False',
+    },
   } else if m.mode == 'otel' then {
     // The collector's address goes in the standard OTEL_* variables (otelEnv): Airflow 3.2
     // deprecated [metrics] otel_host and otel_port in their favour.
@@ -262,24 +267,30 @@ local pgbouncerPort = 6543;
 local upstream =
   if bundledDb then { host: '%s.%s.svc.cluster.local' % [names.postgres, ns], port: 5432, database: db.bundled.database, user: db.bundled.user, sslmode: 'disable' }
   else { host: db.external.host, port: db.external.port, database: db.external.database, user: db.external.user, sslmode: db.external.sslmode };
-// `printf FORMAT "$(cat password)"`: a URL around the password file's content.
-local composeUrl(format, file) = "sh -c 'printf \"%s\" \"$(cat %s)\"'" % [format, secretFile(file)];
+// A URL around the content of a password file, percent-encoded (an external database's password
+// may hold `@`, `/` or `:`), without the file's trailing newline.
+local passwordUrlCmd(before, after, file) =
+  'python -c "import sys, urllib.parse; sys.stdout.write(sys.argv[1] + urllib.parse.quote(open(sys.argv[3]).read().rstrip(\'\\n\'), safe=\'\') + sys.argv[2])" '
+  + std.join(' ', [before, after, secretFile(file)]);
+// `prefix` before a URL held whole in a file (the Celery result backend's `db+`).
+local prefixedUrlCmd(prefix, file) =
+  'python -c "import sys; sys.stdout.write(sys.argv[1] + open(sys.argv[2]).read().rstrip(\'\\n\'))" ' + prefix + ' ' + secretFile(file);
 // The command printing the metadata database's SQLAlchemy URL, with `prefix` before it (the
 // Celery result backend's `db+`). `direct` bypasses PgBouncer (migrations hold a session lock).
 local databaseUrlCmd(prefix='', direct=false) =
   if pgbouncer && !direct then
-    composeUrl('%spostgresql+psycopg2://%s:%%s@%s.%s.svc.cluster.local:%d/%s' % [prefix, dbUser, names.pgbouncer, ns, pgbouncerPort, upstream.database], 'database-password')
+    passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@%s.%s.svc.cluster.local:%d/%s' % [names.pgbouncer, ns, pgbouncerPort, upstream.database], 'database-password')
   else if bundledDb then
-    composeUrl('%spostgresql+psycopg2://%s:%%s@%s:5432/%s' % [prefix, dbUser, upstream.host, upstream.database], 'database-password')
+    passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@%s:5432/%s' % [upstream.host, upstream.database], 'database-password')
   else if prefix == '' then readSecret('sql-alchemy-conn')
-  else composeUrl(prefix + '%s', 'sql-alchemy-conn');
+  else prefixedUrlCmd(prefix, 'sql-alchemy-conn');
 
 local databaseEnv(direct) =
   [k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', databaseUrlCmd('', direct))]
   + (if isCeleryExecutor then [
        k.container.envValue('AIRFLOW__CELERY__BROKER_URL_CMD',
                             if p.celery.broker.mode == 'bundled' then
-                              composeUrl('redis://:%%s@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
+                              passwordUrlCmd('redis://:', '@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
                             else readSecret('celery-broker-url')),
        k.container.envValue('AIRFLOW__CELERY__RESULT_BACKEND_CMD', databaseUrlCmd('db+', direct)),
      ] else []);
@@ -439,6 +450,8 @@ local logGroomer =
   + k.container.withArgs(['bash', '/clean-logs'])
   + k.container.withEnv([
     k.container.envValue('AIRFLOW_HOME', paths.home),
+    // The image's entrypoint would first wait for a database this container has no access to.
+    k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
     k.container.envValue('AIRFLOW__LOG_RETENTION_DAYS', g.retention_days),
     k.container.envValue('AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES', g.frequency_minutes),
   ])
@@ -519,7 +532,6 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   adminPassword: adminPassword,
   postgresPassword: postgresPassword,
   celerySecretsData: celerySecretsData,
-  composeCmd: composeUrl,
   secretFile: secretFile,
   pgbouncerPort: pgbouncerPort,
   upstream: upstream,

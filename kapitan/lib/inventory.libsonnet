@@ -206,9 +206,11 @@ local combinationErrors(airflow) = [
   for _ in [null]
   if airflow.gitops.engine == 'flux' && airflow.secrets.mode == 'kapitan-refs'
 ] + [
-  '%s: parameters.airflow.logs.persistence: emptyDir loses task logs when KubernetesExecutor worker pods are deleted: set it to pvc, or set parameters.airflow.config.logging.remote_logging: "True"' % targetFile
+  '%s: parameters.airflow.logs.persistence: emptyDir loses task logs when %s: set it to pvc (class airflow.logs.pvc), use remote logging (classes airflow.logs.remote-*), or set parameters.airflow.config.logging.remote_logging: "True"'
+  % [targetFile, if std.member(std.split(airflow.executor, ','), 'KubernetesExecutor') then 'KubernetesExecutor worker pods are deleted' else 'a Celery worker restarts or is scaled in']
   for _ in [null]
-  if std.member(std.split(airflow.executor, ','), 'KubernetesExecutor') && airflow.logs.persistence == 'emptyDir'
+  if (std.member(std.split(airflow.executor, ','), 'KubernetesExecutor') || std.member(std.split(airflow.executor, ','), 'CeleryExecutor'))
+     && airflow.logs.persistence == 'emptyDir'
      && airflow.logs.remote.provider == 'none'
      && !isTrue(std.get(std.get(airflow.config, 'logging', {}), 'remote_logging', false))
 ] + externalDatabaseParts(airflow) + [
