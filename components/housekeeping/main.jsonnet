@@ -10,9 +10,9 @@ local h = p.housekeeping;
 local name = 'airflow-housekeeping';
 local cleanupName = 'airflow-cleanup-pods';
 
-local pod(container, serviceAccount, apiAccess=false) =
-  k.podSpec.new([container + k.container.withVolumeMounts(a.baseMounts)], serviceAccount)
-  + k.podSpec.withVolumes(a.baseVolumes + [a.secretsVolume])
+local pod(container, serviceAccount, volumes, apiAccess=false) =
+  k.podSpec.new([container], serviceAccount)
+  + k.podSpec.withVolumes(volumes)
   + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
   + k.podSpec.withServiceAccountToken(apiAccess)
   + a.placement({}, a.selectorLabels('housekeeping'))
@@ -25,10 +25,21 @@ local dbClean =
     'bash', '-c',
     'exec airflow db clean --clean-before-timestamp "$(date -u -d "-' + h.db_clean.retention_days
     + ' days" +%Y-%m-%dT%H:%M:%S+00:00)" --skip-archive --yes',
-  ], h.db_clean.resources, direct=true);
+  ], h.db_clean.resources, direct=true)
+  + k.container.withVolumeMounts(a.baseMounts);
 
+// It talks to the Kubernetes API only: no database, no secret, just airflow.cfg.
 local cleanupPods =
-  a.container('cleanup-pods', ['kubernetes', 'cleanup-pods', '--namespace', a.namespace], h.cleanup_pods.resources);
+  k.container.new('cleanup-pods', a.image, p.image.pull_policy)
+  + k.container.withArgs(['kubernetes', 'cleanup-pods', '--namespace', a.namespace])
+  + k.container.withEnv([
+    k.container.envValue('AIRFLOW_HOME', a.paths.home),
+    k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
+    k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
+  ])
+  + k.container.withVolumeMounts([m for m in a.baseMounts if std.member(['config', 'tmp'], m.name)])
+  + k.container.withResources(h.cleanup_pods.resources)
+  + a.securityContext();
 
 local cronJob(jobName, schedule, podSpec) =
   k.cronJob.new(jobName, a.namespace, schedule, podSpec)
@@ -40,11 +51,11 @@ local withCleanupPods = h.cleanup_pods.enabled && a.isKubernetesExecutor;
 
 k.files(
   (if withDbClean then [
-     cronJob('airflow-db-clean', h.db_clean.schedule, pod(dbClean, name)),
+     cronJob('airflow-db-clean', h.db_clean.schedule, pod(dbClean, name, a.baseVolumes + [a.secretsVolume])),
      a.serviceAccount(name, 'housekeeping'),
    ] else [])
   + (if withCleanupPods then [
-       cronJob(cleanupName, h.cleanup_pods.schedule, pod(cleanupPods, cleanupName, apiAccess=true)),
+       cronJob(cleanupName, h.cleanup_pods.schedule, pod(cleanupPods, cleanupName, [v for v in a.baseVolumes if std.member(['config', 'tmp'], v.name)], apiAccess=true)),
        a.serviceAccount(cleanupName, 'housekeeping', true),
        k.rbac.role(cleanupName, a.namespace, [k.rbac.rule([''], ['pods'], ['delete', 'get', 'list'])])
        + k.object.withLabels(a.labels('housekeeping')),
