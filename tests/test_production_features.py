@@ -332,6 +332,11 @@ def test_network_policies_open_the_new_flows(objects_of):
 
 
 BAD_FEATURE_INPUTS = [
+    (DEV, {"connections": {"wh": {"conn_type": "postgres", "password": {"ref": "connections/wh"}}}},
+     "parameters.airflow.connections.wh.password: the Kapitan ref targets/broken/connections/wh does not exist yet: "
+     "write it once with `kapitan refs --write base64:targets/broken/connections/wh -f FILE`"),
+    (DEV, {"variables": {"x": {"value": "a", "secret": {"ref": "variables/x"}}}},
+     "parameters.airflow.variables.x: must be either value (plain text) or secret"),
     (DEV + ["airflow.executor.celery"], {},
      "parameters.airflow.logs.persistence: emptyDir loses task logs when a Celery worker restarts or is scaled in"),
     (STAGING + ["airflow.database.pgbouncer"], {},

@@ -104,12 +104,17 @@ local describe(reason) =
       '%s is not %s' % [std.substr(first, 0, patternAt[0]), node.description]
     else if std.length(std.findSubstr(' should be non-empty', first)) > 0 && std.objectHas(node, 'description') then
       'is empty: set it to %s' % node.description
+    // oneOf: both alternatives set, or neither.
+    else if (std.length(std.findSubstr(' is valid under each of ', first)) > 0 || std.length(std.findSubstr(' is not valid under any of ', first)) > 0)
+            && std.objectHas(node, 'description') then
+      'must be %s' % node.description
     else friendly(first);
   local unexpected = std.length(std.findSubstr('properties are not allowed', message)) > 0;
   local hint =
     if unexpected && std.objectHas(node, 'properties') then
       ' (allowed keys: %s)' % std.join(', ', std.objectFields(node.properties))
-    else if std.objectHas(node, 'enum') || patternAt != [] || std.length(std.findSubstr('is empty: ', message)) > 0 then ''
+    else if std.objectHas(node, 'enum') || patternAt != [] || std.length(std.findSubstr('is empty: ', message)) > 0
+            || std.startsWith(message, 'must be ') then ''
     else if std.objectHas(node, 'description') then ' (expected %s)' % node.description
     else '';
   '%s: %s: %s%s' % [targetFile, std.join('.', ['parameters', 'airflow'] + path), message, hint];
@@ -199,6 +204,25 @@ local reservedEnvErrors(airflow) =
     if std.objectHas(reservedNames, e.name)
   ];
 
+// Declared connections and variables whose {ref: PATH} was never written (Kapitan refs mode):
+// Kapitan's own error would only say it found no backend for the tag.
+local missingRefs(airflow) =
+  local values = [
+    { key: 'connections.%s.password' % id, value: airflow.connections[id].password }
+    for id in std.objectFields(airflow.connections) if std.objectHas(airflow.connections[id], 'password')
+  ] + [
+    { key: 'variables.%s.secret' % name, value: airflow.variables[name].secret }
+    for name in std.objectFields(airflow.variables) if std.objectHas(airflow.variables[name], 'secret')
+  ];
+  [
+    '%s: parameters.airflow.%s: the Kapitan ref %s does not exist yet: write it once with `kapitan refs --write base64:%s -f FILE` and commit kapitan/refs/%s'
+    % [targetFile, v.key, path, path, path]
+    for v in values
+    if airflow.secrets.mode == 'kapitan-refs' && std.objectHas(v.value, 'ref')
+    for path in ['targets/%s/%s' % [target, v.value.ref]]
+    if !kap.file_exists('kapitan/refs/' + path).exists
+  ];
+
 // Combinations the schema cannot express.
 local isTrue(v) = std.asciiLower(std.toString(v)) == 'true';
 local combinationErrors(airflow) = [
@@ -231,7 +255,7 @@ local combinationErrors(airflow) = [
   '%s: parameters.airflow.celery.workers.autoscaling.min_replicas: 0 needs mode keda (a HorizontalPodAutoscaler cannot scale to zero): set it to 1 or more, or use mode: keda' % targetFile
   for _ in [null]
   if airflow.celery.workers.autoscaling.mode == 'hpa' && airflow.celery.workers.autoscaling.min_replicas == 0
-] + reservedEnvErrors(airflow);
+] + reservedEnvErrors(airflow) + missingRefs(airflow);
 
 local checked =
   if unknownTopLevel != [] then
