@@ -1,12 +1,14 @@
 // Every component of an environment in one evaluation: the inventory is read and checked once
 // and the shared libraries are evaluated once per target (one evaluation per component would
-// repeat all of that a dozen times). Each component returns no files when its feature is off.
+// repeat all of that a dozen times). Components of optional features are listed with the
+// condition that turns them on, here only.
+local a = import 'airflow.libsonnet';
 local inv = import 'inventory.libsonnet';
 local k = import 'k8s.libsonnet';
 
 // go-jsonnet parses a file only when its import is evaluated, and parsing costs about 0.2 ms per
 // KB for every target: components of features that are off are not imported at all.
-local p = inv.airflow;
+local p = a.params;
 local uses(feature, component) = if feature then component else {};
 local components = [
   import 'namespace/main.jsonnet',
@@ -22,7 +24,7 @@ local components = [
   import 'workers/main.jsonnet',
   uses(p.database.mode == 'bundled', import 'postgres/main.jsonnet'),
   uses(p.database.pgbouncer.enabled, import 'pgbouncer/main.jsonnet'),
-  uses(std.member(std.split(p.executor, ','), 'CeleryExecutor'), import 'celery/main.jsonnet'),
+  uses(a.isCeleryExecutor, import 'celery/main.jsonnet'),
   uses(p.metrics.mode == 'statsd', import 'metrics/main.jsonnet'),
   import 'housekeeping/main.jsonnet',
   uses(p.connections != {} || p.variables != {} || p.pools != {}, import 'airflow-objects/main.jsonnet'),

@@ -70,16 +70,21 @@ def fresh_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def manifests(fresh_repo: Path) -> Callable[[str], dict[str, dict]]:
+def manifest_reader(compiled: Path) -> Callable[[str], dict[str, dict]]:
+    """env -> its objects (load_manifests), each environment read once."""
     cache: dict[str, dict[str, dict]] = {}
 
     def get(env: str) -> dict[str, dict]:
         if env not in cache:
-            cache[env] = load_manifests(fresh_repo / "compiled", env)
+            cache[env] = load_manifests(compiled, env)
         return cache[env]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def manifests(fresh_repo: Path) -> Callable[[str], dict[str, dict]]:
+    return manifest_reader(fresh_repo / "compiled")
 
 
 @pytest.fixture

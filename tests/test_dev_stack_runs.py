@@ -98,6 +98,18 @@ def postgres() -> Iterator[int]:
     shutil.rmtree(data, ignore_errors=True)
 
 
+def psql(port: int) -> list[str]:
+    """psql as the superuser of the throwaway server, unaligned and stopping at the first error;
+    append "-c", SQL (and a database name)."""
+    return ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-tA"]
+
+
+def create_database(port: int, user: str, password: str, database: str) -> None:
+    """A login role and a database it owns, as PostgreSQL's image creates them."""
+    subprocess.run([*psql(port), "-c", f"CREATE ROLE {user} LOGIN PASSWORD '{password}'"], check=True, capture_output=True)
+    subprocess.run([*psql(port), "-c", f"CREATE DATABASE {database} OWNER {user}"], check=True, capture_output=True)
+
+
 def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
     airflow_env = ensure_airflow(REPO, "3.3.2")
     db = revealed_secret("secret-airflow-metadata-db.yaml")
@@ -108,9 +120,7 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
     # The bundled database as the StatefulSet would create it, with the generated password.
     sts = manifest("statefulset-airflow-postgres.yaml")["spec"]["template"]["spec"]["containers"][0]
     pg_env = {e["name"]: e.get("value") for e in sts["env"]}
-    psql = ["psql", "-h", "127.0.0.1", "-p", str(postgres), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c"]
-    subprocess.run([*psql, f"CREATE ROLE {pg_env['POSTGRES_USER']} LOGIN PASSWORD '{db['password']}'"], check=True, capture_output=True)
-    subprocess.run([*psql, f"CREATE DATABASE {pg_env['POSTGRES_DB']} OWNER {pg_env['POSTGRES_USER']}"], check=True, capture_output=True)
+    create_database(postgres, pg_env["POSTGRES_USER"], db["password"], pg_env["POSTGRES_DB"])
 
     home = tmp_path / "airflow"
     for sub in ("dags", "logs", "auth"):

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, compile_in, copy_repo, kapitan, load_manifests, validate_object
-from test_dev_stack_runs import postgres  # noqa: F401  (a fixture: a throwaway PostgreSQL 15)
+from conftest import REPO, compile_in, copy_repo, kapitan, load_manifests, manifest_reader, validate_object
+from test_dev_stack_runs import create_database, postgres, psql  # noqa: F401  (postgres: a throwaway PostgreSQL 15)
 
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
 
@@ -89,14 +89,7 @@ def features_repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def objects_of(features_repo) -> Callable[[str], dict[str, dict]]:
-    cache: dict[str, dict[str, dict]] = {}
-
-    def get(target: str) -> dict[str, dict]:
-        if target not in cache:
-            cache[target] = load_manifests(features_repo / "compiled", target)
-        return cache[target]
-
-    return get
+    return manifest_reader(features_repo / "compiled")
 
 
 def test_every_feature_class_is_used_by_a_feature_target():
@@ -379,9 +372,7 @@ def test_declared_objects_db_clean_and_keda_query_run_against_a_migrated_databas
     from airflow_gitops.airflow_env import ensure_airflow
 
     airflow_env = ensure_airflow(REPO, "3.3.2")
-    psql = ["psql", "-h", "127.0.0.1", "-p", str(postgres), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-tA", "-c"]
-    subprocess.run([*psql, "CREATE ROLE airflow LOGIN PASSWORD 'airflow-test'"], check=True, capture_output=True)
-    subprocess.run([*psql, "CREATE DATABASE airflow OWNER airflow"], check=True, capture_output=True)
+    create_database(postgres, "airflow", "airflow-test", "airflow")
     home = tmp_path / "airflow"
     home.mkdir()
     env = {
@@ -437,6 +428,6 @@ def test_declared_objects_db_clean_and_keda_query_run_against_a_migrated_databas
     assert cleaned.returncode == 0, cleaned.stderr[-2000:]
 
     query = objects["scaledobject-airflow-celery-worker.yaml"]["spec"]["triggers"][0]["metadata"]["query"]
-    counted = subprocess.run([*psql, query, "airflow"], capture_output=True, text=True)
+    counted = subprocess.run([*psql(postgres), "-c", query, "airflow"], capture_output=True, text=True)
     assert counted.returncode == 0, counted.stderr
     assert counted.stdout.strip() == "0"

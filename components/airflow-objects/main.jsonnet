@@ -13,7 +13,6 @@ local p = a.params;
 local name = 'airflow-objects';
 local secretsDir = '/opt/airflow/object-secrets';
 local specDir = '/opt/airflow/objects';
-local eso = p.secrets.external_secrets;
 
 // Every secret value, by the file it becomes: refs/<ref path with / as __>, or
 // secrets/<Secret>/<key>.
@@ -119,24 +118,12 @@ local hash = std.substr(kap.sha256(a.image + '|' + specJson + '|' + script + '|'
 
 local refSecret =
   if refs == {} then null
-  else if p.secrets.mode == 'external-secrets' then {
-    apiVersion: 'external-secrets.io/v1',
-    kind: 'ExternalSecret',
-    metadata: { name: name, namespace: a.namespace, labels: a.labels('airflow-objects') },
-    spec: {
-      refreshInterval: eso.refresh_interval,
-      secretStoreRef: { name: eso.store_name, kind: eso.store_kind },
-      target: { name: name, creationPolicy: 'Owner', deletionPolicy: 'Retain' },
-      data: [{ secretKey: f, remoteRef: { key: eso.key_prefix + '/' + refs[f] } } for f in std.objectFields(refs)],
-    },
-  }
+  else if p.secrets.mode == 'external-secrets' then a.externalSecret(name, refs, 'airflow-objects')
   // Written once with `kapitan refs --write base64:targets/<env>/<ref> -f FILE` (see README).
   else k.secret.new(name, a.namespace, { [f]: '?{base64:targets/%s/%s}' % [a.env, refs[f]] for f in std.objectFields(refs) })
        + k.secret.withLabels(a.labels('airflow-objects'));
 
-local declared = p.connections != {} || p.variables != {} || p.pools != {};
-
-k.files(if !declared then [] else [
+k.files([
   k.configMap.new(name, a.namespace, { 'objects.json': specJson, 'apply.py': script }) + k.configMap.withLabels(a.labels('airflow-objects')),
   refSecret,
   a.serviceAccount(name, 'airflow-objects'),

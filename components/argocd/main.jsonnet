@@ -7,7 +7,7 @@ local inv = import 'inventory.libsonnet';
 local p = inv.airflow;
 local g = p.gitops;
 
-if g.engine != 'argocd' then {} else {
+{
   ['application-airflow-' + p.environment]: argocd.application(
     name='airflow-' + p.environment,
     namespace=g.argocd.namespace,

@@ -1,6 +1,6 @@
 // The CeleryExecutor: the Redis broker (bundled, or an external one from a Secret), the Celery
-// workers and, optionally, Flower and an autoscaler for the workers. Nothing without
-// CeleryExecutor among the executors.
+// workers and, optionally, Flower and an autoscaler for the workers (main.jsonnet imports it
+// with CeleryExecutor among the executors).
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
 
@@ -60,7 +60,7 @@ local redisPod =
   + k.podSpec.withVolumes([
     k.volume.configMap('config', a.names.redis),
     k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
-    { name: 'password', secret: { secretName: a.names.celerySecrets, defaultMode: 288, items: [{ key: 'redis-password', path: 'redis-password' }] } },
+    k.volume.secret('password', a.names.celerySecrets, items={ 'redis-password': 'redis-password' }),
   ])
   + k.podSpec.withSecurityContext(redisUid, redisUid, redisUid)
   + a.placement({}, a.selectorLabels('redis'))
@@ -178,12 +178,13 @@ local flower =
 local flowerParams = { replicas: 1, pdb: { enabled: false } };
 local flowerObjects = if !f.enabled then [] else
   a.component('flower', a.names.flower, flowerParams, flower, extraVolumes=[
-    { name: 'flower-auth', secret: { secretName: a.names.celerySecrets, defaultMode: 288, items: [{ key: 'flower-password', path: 'flower-password' }] } },
+    k.volume.secret('flower-auth', a.names.celerySecrets, items={ 'flower-password': 'flower-password' }),
   ]) + [
     k.service.new(a.names.flower, a.namespace, a.selectorLabels('flower'), [k.service.port('flower', f.port)])
     + k.service.withLabels(a.labels('flower')),
   ];
 
-k.files(if !a.isCeleryExecutor then [] else
+k.files(
   redisObjects + workerObjects + [workerService] + flowerObjects
-  + (if scaling.mode == 'keda' then keda else if scaling.mode == 'hpa' then hpa else []))
+  + (if scaling.mode == 'keda' then keda else if scaling.mode == 'hpa' then hpa else [])
+)

@@ -62,5 +62,4 @@ local objects = [
 ];
 
 // kustomization.yaml lets the bootstrap (compiled/bootstrap/flux) include this directory.
-if g.engine != 'flux' then {} else
-  k.files(objects) + { kustomization: flux.kustomizeFile([k.fileName(o) + '.yaml' for o in objects]) }
+k.files(objects) + { kustomization: flux.kustomizeFile([k.fileName(o) + '.yaml' for o in objects]) }

@@ -32,12 +32,8 @@ local dbClean =
 local cleanupPods =
   k.container.new('cleanup-pods', a.image, p.image.pull_policy)
   + k.container.withArgs(['kubernetes', 'cleanup-pods', '--namespace', a.namespace])
-  + k.container.withEnv([
-    k.container.envValue('AIRFLOW_HOME', a.paths.home),
-    k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
-    k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-  ])
-  + k.container.withVolumeMounts([m for m in a.baseMounts if std.member(['config', 'tmp'], m.name)])
+  + k.container.withEnv(a.processEnv)
+  + k.container.withVolumeMounts(a.configMounts)
   + k.container.withResources(h.cleanup_pods.resources)
   + a.securityContext();
 
@@ -55,7 +51,7 @@ k.files(
      a.serviceAccount(name, 'housekeeping'),
    ] else [])
   + (if withCleanupPods then [
-       cronJob(cleanupName, h.cleanup_pods.schedule, pod(cleanupPods, cleanupName, [v for v in a.baseVolumes if std.member(['config', 'tmp'], v.name)], apiAccess=true)),
+       cronJob(cleanupName, h.cleanup_pods.schedule, pod(cleanupPods, cleanupName, a.configVolumes, apiAccess=true)),
        a.serviceAccount(cleanupName, 'housekeeping', true),
        k.rbac.role(cleanupName, a.namespace, [k.rbac.rule([''], ['pods'], ['delete', 'get', 'list'])])
        + k.object.withLabels(a.labels('housekeeping')),

@@ -54,7 +54,7 @@ local serviceMonitor = {
   },
 };
 
-k.files(if m.mode != 'statsd' then [] else [
+k.files([
   k.configMap.new(a.names.statsd, a.namespace, { 'mappings.yml': mappingsYaml }) + k.configMap.withLabels(a.labels('statsd')),
   k.deployment.new(a.names.statsd, a.namespace, 1, a.selectorLabels('statsd'), pod)
   + k.deployment.withLabels(a.labels('statsd'))

@@ -43,11 +43,8 @@ local database =
 local celeryBroker = a.isCeleryExecutor && p.celery.broker.mode == 'bundled';
 local keda = a.isCeleryExecutor && p.celery.workers.autoscaling.mode == 'keda';
 local statsd = p.metrics.mode == 'statsd';
-local remote = p.logs.remote;
-// Elasticsearch and OpenSearch listen on their own port (9200), named in the host URL.
-local remoteLogPort =
-  local parts = if std.member(['elasticsearch', 'opensearch'], remote.provider) then std.split(remote.host, ':') else [];
-  if std.length(parts) > 2 then std.parseInt(std.split(parts[2], '/')[0]) else null;
+// Elasticsearch and OpenSearch usually listen on their own port (9200); 443 is open already.
+local logStorePort = if a.logStore == null || a.logStore.port == 443 then null else a.logStore.port;
 
 k.files(if !np.enabled then [] else [
   policy('airflow-default-deny', {}, ingress=[], egress=[]),
@@ -98,8 +95,8 @@ k.files(if !np.enabled then [] else [
 + (if p.metrics.mode == 'otel' then [
   policy('airflow-to-otel-collector', airflowPods, egress=[{ ports: [tcp(p.metrics.otel.port)] }]),
 ] else [])
-+ (if remoteLogPort != null then [
-  policy('airflow-to-log-store', airflowPods, egress=[{ ports: [tcp(remoteLogPort)] }]),
++ (if logStorePort != null then [
+  policy('airflow-to-log-store', airflowPods, egress=[{ ports: [tcp(logStorePort)] }]),
 ] else [])
 + (if bundledDb then [
   policy('airflow-postgres', components(['postgres']), ingress=[{

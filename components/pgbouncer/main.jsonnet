@@ -69,14 +69,14 @@ local pod =
   + k.podSpec.withVolumes([
     k.volume.configMap('config', a.names.pgbouncer),
     k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
-    { name: 'password', secret: { secretName: a.names.metadataDb, defaultMode: 288, items: [{ key: passwordKey, path: 'password' }] } },
+    k.volume.secret('password', a.names.metadataDb, items={ [passwordKey]: 'password' }),
   ])
   + k.podSpec.withSecurityContext(uid, uid, uid)
   + a.placement(b, a.selectorLabels('pgbouncer'))
   + k.podSpec.withImagePullSecrets(p.image.pull_secrets)
   + k.podSpec.withTerminationGracePeriod(60);
 
-k.files(if !b.enabled then [] else [
+k.files([
   k.configMap.new(a.names.pgbouncer, a.namespace, { 'pgbouncer.ini': ini }) + k.configMap.withLabels(a.labels('pgbouncer')),
   k.deployment.new(a.names.pgbouncer, a.namespace, b.replicas, a.selectorLabels('pgbouncer'), pod)
   + k.deployment.withRollingUpdate(0, 1)

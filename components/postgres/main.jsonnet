@@ -37,7 +37,7 @@ local pod =
   + k.podSpec.withSecurityContext(uid, uid, uid)
   + k.podSpec.withTerminationGracePeriod(60);
 
-k.files(if p.database.mode != 'bundled' then [] else [
+k.files([
   k.statefulSet.new(name, a.namespace, 1, a.selectorLabels('postgres'), pod)
   + k.statefulSet.withServiceName(name)
   + k.statefulSet.withVolumeClaimTemplate('data', db.storage_size, db.storage_class)

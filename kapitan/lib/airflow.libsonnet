@@ -147,6 +147,16 @@ local otelEnv =
 // does: workload identity, or the mounted credentials file) or a search engine.
 local remote = p.logs.remote;
 local remoteConnId = std.get(remote, 'conn_id', '');
+// Elasticsearch or OpenSearch: the host URL without its port, and the port (the scheme's when
+// the URL names none).
+local logStore =
+  if !std.member(['elasticsearch', 'opensearch'], remote.provider) then null
+  else
+    local parts = std.split(remote.host, ':');
+    {
+      origin: parts[0] + ':' + parts[1],
+      port: if std.length(parts) > 2 then std.parseInt(std.split(parts[2], '/')[0]) else { https: 443, http: 80 }[parts[0]],
+    };
 local remoteLoggingConfig =
   if remote.provider == 's3' || remote.provider == 'gcs' then {
     logging: {
@@ -161,10 +171,8 @@ local remoteLoggingConfig =
   } else if remote.provider == 'opensearch' then {
     // Airflow needs the port on its own (it fails without); username and password come from
     // the credentials Secret's files (remoteCredentials).
-    local url = std.split(remote.host, ':'),
     logging: { remote_logging: 'True' },
-    opensearch: { host: url[0] + ':' + url[1], port: if std.length(url) > 2 then std.parseInt(std.split(url[2], '/')[0]) else 443,
-                  write_stdout: 'True', json_format: 'True' },
+    opensearch: { host: logStore.origin, port: logStore.port, write_stdout: 'True', json_format: 'True' },
   } else {};
 
 // Settings derived from other parameters; the user's free-form config is merged over them
@@ -337,14 +345,18 @@ local secretsMount = k.container.mount('secrets', paths.secrets, readOnly=true);
 local securityContext(readOnly=p.security.read_only_root_filesystem) =
   k.container.withRestrictedSecurityContext(p.security.run_as_user, p.security.run_as_group, readOnly);
 
-// Environment every Airflow process that touches the metadata database gets (built once for
-// each way to the database: a function would be re-evaluated for every container).
-local buildCoreEnv(direct) = [
+// Environment of every container running the Airflow image. The image's entrypoint would poll
+// the database before starting anything: the wait-for-migrations init container does that
+// where there is a database, and the other containers (worker pods, sidecars) have none.
+local processEnv = [
   k.container.envValue('AIRFLOW_HOME', paths.home),
-  // The image entrypoint would poll the database itself; the wait-for-migrations init container does that.
   k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
   k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-] + databaseEnv(direct) + [
+];
+
+// Environment every Airflow process that touches the metadata database gets (built once for
+// each way to the database: a function would be re-evaluated for every container).
+local buildCoreEnv(direct) = processEnv + databaseEnv(direct) + [
   k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', readSecret('fernet-key')),
   k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key')),
   k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret')),
@@ -353,17 +365,21 @@ local pooledCoreEnv = buildCoreEnv(false);
 local directCoreEnv = if pgbouncer then buildCoreEnv(true) else pooledCoreEnv;
 local coreEnv(direct=false) = if direct then directCoreEnv else pooledCoreEnv;
 
-local baseVolumes = [
+// airflow.cfg and a writable /tmp: what any Airflow command needs.
+local configVolumes = [
   k.volume.configMap('config', names.config, [{ key: 'airflow.cfg', path: 'airflow.cfg' }]),
   k.volume.emptyDir('tmp'),
+];
+local configMounts = [
+  k.container.mount('config', paths.config, readOnly=true, subPath='airflow.cfg'),
+  k.container.mount('tmp', '/tmp'),
+];
+
+local baseVolumes = configVolumes + [
   if p.logs.persistence == 'pvc' then k.volume.pvc('logs', names.logsPvc) else k.volume.emptyDir('logs'),
 ] + remoteCredentials.volumes;
 
-local baseMounts = [
-  k.container.mount('config', paths.config, readOnly=true, subPath='airflow.cfg'),
-  k.container.mount('tmp', '/tmp'),
-  k.container.mount('logs', paths.logs),
-] + remoteCredentials.mounts;
+local baseMounts = configMounts + [k.container.mount('logs', paths.logs)] + remoteCredentials.mounts;
 
 // The git-sync credentials Secret and known_hosts ConfigMap (auth https credentials reach the
 // bundle's connection through secretKeyRef instead of a volume).
@@ -448,10 +464,7 @@ local logGroomer =
   local g = p.logs.groomer;
   k.container.new('log-groomer', image, p.image.pull_policy)
   + k.container.withArgs(['bash', '/clean-logs'])
-  + k.container.withEnv([
-    k.container.envValue('AIRFLOW_HOME', paths.home),
-    // The image's entrypoint would first wait for a database this container has no access to.
-    k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
+  + k.container.withEnv(processEnv + [
     k.container.envValue('AIRFLOW__LOG_RETENTION_DAYS', g.retention_days),
     k.container.envValue('AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES', g.frequency_minutes),
   ])
@@ -482,13 +495,9 @@ local podTemplate = {
   spec:
     k.podSpec.new([
       k.container.new('base', image, p.image.pull_policy)
-      + k.container.withEnv([
-        k.container.envValue('AIRFLOW_HOME', paths.home),
-        // Workers have no database: the image entrypoint must not wait for one (it would check
-        // the default SQLite path and fail the pod after 20 tries).
-        k.container.envValue('CONNECTION_CHECK_MAX_COUNT', 0),
-        k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
-      ] + remoteCredentials.env + otelEnv + dagsEnv + std.get(g, 'extra_env', []))
+      // Workers have no database: processEnv keeps the entrypoint from waiting for one (it would
+      // check the default SQLite path and fail the pod after 20 tries).
+      + k.container.withEnv(processEnv + remoteCredentials.env + otelEnv + dagsEnv + std.get(g, 'extra_env', []))
       + k.container.withVolumeMounts(baseMounts + dagsMounts + std.get(g, 'extra_volume_mounts', []))
       + k.container.withResources(g.resources)
       + securityContext(),
@@ -528,6 +537,7 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   isCeleryExecutor: isCeleryExecutor,
   isLocalExecutor: isLocalExecutor,
   apiServerUrl: apiServerUrl,
+  logStore: logStore,
   secretsData: secretsData,
   adminPassword: adminPassword,
   postgresPassword: postgresPassword,
@@ -535,7 +545,10 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
   secretFile: secretFile,
   pgbouncerPort: pgbouncerPort,
   upstream: upstream,
+  processEnv: processEnv,
   coreEnv: coreEnv,
+  configVolumes: configVolumes,
+  configMounts: configMounts,
   secretsVolume: secretsVolume,
   secretsMount: secretsMount,
   baseVolumes: baseVolumes,
@@ -566,6 +579,30 @@ local checksums = { 'checksum/airflow-config': kap.sha256(airflowCfg) };
     + k.container.withVolumeMounts([secretsMount])
     + k.container.withResources(resources)
     + securityContext(),
+
+  // An ExternalSecret writing Secret `name` (secrets.mode external-secrets): `keys` maps the
+  // Secret's keys to store keys under secrets.external_secrets.key_prefix.
+  externalSecret(name, keys, component='secrets')::
+    local eso = p.secrets.external_secrets;
+    {
+      apiVersion: 'external-secrets.io/v1',
+      kind: 'ExternalSecret',
+      metadata: { name: name, namespace: ns, labels: labels(component) },
+      spec: {
+        refreshInterval: eso.refresh_interval,
+        secretStoreRef: { name: eso.store_name, kind: eso.store_kind },
+        target: {
+          name: name,
+          creationPolicy: 'Owner',
+          // Keep the Secret if the ExternalSecret goes: pods must not lose their keys on a prune.
+          deletionPolicy: 'Retain',
+        },
+        data: [
+          { secretKey: key, remoteRef: { key: eso.key_prefix + '/' + keys[key] } }
+          for key in std.objectFields(keys)
+        ],
+      },
+    },
 
   // A ServiceAccount of this environment (with the workload identity annotations).
   serviceAccount(name, component, automountToken=false)::

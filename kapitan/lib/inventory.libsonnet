@@ -76,10 +76,13 @@ local unknownConfigErrors(airflow) =
       if !std.objectHas(known, section) || !std.objectHas(known[section], key)
     ];
 
+// `executor` names one executor or two, separated by a comma.
+local usesExecutor(airflow, name) = std.member(std.split(airflow.executor, ','), name);
+
 // PgBouncer and KEDA reach an external database with its parts, not the URL in the Secret.
 local externalDatabaseParts(airflow) =
   local db = airflow.database;
-  local celery = std.member(std.split(airflow.executor, ','), 'CeleryExecutor');
+  local celery = usesExecutor(airflow, 'CeleryExecutor');
   local users = [u for u in [
     if db.pgbouncer.enabled then 'parameters.airflow.database.pgbouncer.enabled',
     if celery && airflow.celery.workers.autoscaling.mode == 'keda' then 'parameters.airflow.celery.workers.autoscaling.mode: keda',
@@ -149,9 +152,9 @@ local combinationErrors(airflow) = [
   if airflow.gitops.engine == 'flux' && airflow.secrets.mode == 'kapitan-refs'
 ] + [
   '%s: parameters.airflow.logs.persistence: emptyDir loses task logs when %s: set it to pvc (class airflow.logs.pvc), use remote logging (classes airflow.logs.remote-*), or set parameters.airflow.config.logging.remote_logging: "True"'
-  % [targetFile, if std.member(std.split(airflow.executor, ','), 'KubernetesExecutor') then 'KubernetesExecutor worker pods are deleted' else 'a Celery worker restarts or is scaled in']
+  % [targetFile, if usesExecutor(airflow, 'KubernetesExecutor') then 'KubernetesExecutor worker pods are deleted' else 'a Celery worker restarts or is scaled in']
   for _ in [null]
-  if (std.member(std.split(airflow.executor, ','), 'KubernetesExecutor') || std.member(std.split(airflow.executor, ','), 'CeleryExecutor'))
+  if (usesExecutor(airflow, 'KubernetesExecutor') || usesExecutor(airflow, 'CeleryExecutor'))
      && airflow.logs.persistence == 'emptyDir'
      && airflow.logs.remote.provider == 'none'
      && !isTrue(std.get(std.get(airflow.config, 'logging', {}), 'remote_logging', false))

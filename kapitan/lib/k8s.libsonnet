@@ -147,7 +147,12 @@
       name: name,
       configMap: { name: configMapName } + (if items == null then {} else { items: items }),
     },
-    secret(name, secretName, defaultMode=288):: { name: name, secret: { secretName: secretName, defaultMode: defaultMode } },
+    // `items` maps keys to file names ({key: path}); null mounts every key under its own name.
+    secret(name, secretName, defaultMode=288, items=null):: {
+      name: name,
+      secret: { secretName: secretName, defaultMode: defaultMode }
+              + (if items == null then {} else { items: [{ key: key, path: items[key] } for key in std.objectFields(items)] }),
+    },
     pvc(name, claimName, readOnly=false):: {
       name: name,
       persistentVolumeClaim: { claimName: claimName } + (if readOnly then { readOnly: true } else {}),
