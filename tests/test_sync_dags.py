@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import git
 import pytest
 
 from airflow_gitops.dags.check import DagCheckError
+from airflow_gitops.dags.mirror import MirrorError
+from airflow_gitops.dags.publish import PublishError
 from airflow_gitops.dags.sync import sync_dags
 from conftest import REPO
 
@@ -60,9 +63,9 @@ def bare_repo(path: Path, seed: dict[str, str] | None = None, branch: str = "mai
 
 def remote_tree(url: str, branch: str = "main") -> dict[str, str]:
     bare = url.removeprefix("file://")
-    listing = subprocess.run(["git", "--git-dir", bare, "ls-tree", "-r", "--name-only", branch], capture_output=True, text=True).stdout
+    listing = subprocess.run(["git", "--git-dir", bare, "ls-tree", "-r", "-z", "--name-only", branch], capture_output=True, text=True).stdout
     return {p: subprocess.run(["git", "--git-dir", bare, "show", f"{branch}:{p}"], capture_output=True, text=True).stdout
-            for p in listing.split()}
+            for p in listing.split("\0") if p}
 
 
 def remote_head(url: str, branch: str = "main") -> str:
@@ -280,12 +283,11 @@ def test_killed_sync_never_half_updates_the_remote_and_the_next_run_recovers(tmp
         assert dags in ({}, expected), "a killed sync left the remote half-updated"
         if dags == expected:
             break
-    # A stale lock and a dirty work directory, as a crash leaves them, are recovered.
-    for workdir in (tmp_path / "cache" / "sync-dags").glob("*"):
-        if (workdir / ".git").is_dir():
-            (workdir / ".git" / "index.lock").write_text("")
-            (workdir / "dags" / "junk.py").parent.mkdir(exist_ok=True)
-            (workdir / "dags" / "junk.py").write_text("junk")
+    # Locks a crash leaves behind in the cache repository are recovered.
+    for cache_repo in (tmp_path / "cache" / "sync-dags").glob("*/"):
+        for lock in ("shallow.lock", "refs/remotes/origin/main.lock", "refs/airflow-gitops/publish.lock"):
+            (cache_repo / lock).parent.mkdir(parents=True, exist_ok=True)
+            (cache_repo / lock).write_text("")
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     tree = remote_tree(url)
@@ -300,3 +302,63 @@ def test_the_repository_dags_pass_the_import_check_with_their_requirements(tmp_p
     assert result.status == "dry-run" and result.dag_files >= 3
     ids = {dag_id for ids in result.dag_ids.values() for dag_id in ids}
     assert {"example_etl", "example_kubernetes_pod", "example_asset_producer", "example_asset_consumer"} <= ids
+
+
+def caches(cache: Path) -> list[Path]:
+    return [p for p in (cache / "sync-dags").glob("*") if p.is_dir()]
+
+
+def test_a_damaged_or_older_cache_is_rebuilt_from_the_remote(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    sync(source, url, import_check=False)
+    [cache_repo] = caches(cache)
+    shutil.rmtree(cache_repo / "objects")  # damaged: refs name objects that are gone
+    (cache_repo / "objects").mkdir()
+    write_dag(source, "b.py")
+    assert sync(source, url, import_check=False).plan.added == ["b.py"]
+    shutil.rmtree(cache_repo)  # the work-tree clone earlier versions kept there
+    git.Repo.clone_from(url, cache_repo)
+    write_dag(source, "c.py")
+    assert sync(source, url, import_check=False).plan.added == ["c.py"]
+    assert sorted(p for p in remote_tree(url) if p.endswith(".py")) == ["dags/a.py", "dags/b.py", "dags/c.py"]
+
+
+def test_a_file_where_an_unmanaged_directory_is_refused_and_the_remote_untouched(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"dags/reports/owned.py": "# not ours\n", "dags/notes": "a file\n"})
+    head = remote_head(url)
+    source = tmp_path / "src"
+    write_dag(source, "reports")  # a file named like their directory
+    with pytest.raises(MirrorError) as error:
+        sync(source, url, import_check=False)
+    assert "reports: the DAG repository has a directory of that name" in str(error.value)
+    (source / "reports").unlink()
+    write_dag(source, "notes/etl.py")  # a directory named like their file
+    with pytest.raises(MirrorError) as error:
+        sync(source, url, import_check=False)
+    assert "notes/etl.py: the DAG repository has a file notes that sync-dags does not manage" in str(error.value)
+    assert remote_head(url) == head
+
+
+def test_names_and_contents_outside_ascii_round_trip(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "équipe données/rapport \"été\".py", dag_id="rapport_ete")
+    result = sync(source, url, import_check=False, author="Zoë Müller <zoe@example.com>")
+    assert result.status == "published"
+    tree = remote_tree(url)
+    assert tree['dags/équipe données/rapport "été".py'] == (source / "équipe données" / 'rapport "été".py').read_text()
+    commit = git.Repo(url.removeprefix("file://")).commit("main")
+    assert commit.author.name == "Zoë Müller" and commit.author.email == "zoe@example.com"
+    assert sync(source, url, import_check=False).status == "up-to-date"
+
+
+def test_an_unusable_author_is_refused_before_anything_is_done(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    for author in ("nobody", "a <b> <c@d>", "Name <>"):
+        with pytest.raises(PublishError, match="expected 'Name <email>'"):
+            sync(source, url, import_check=False, author=author)
+    assert remote_head(url) == ""

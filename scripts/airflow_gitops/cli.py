@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import tempfile
 from pathlib import Path
 
 # Subcommands import what they need when they run: `sync-dags` is on the edit loop's hot path.
@@ -50,6 +49,8 @@ def _check_airflow(args: argparse.Namespace) -> int:
 
 
 def _config_options(args: argparse.Namespace) -> int:
+    import tempfile
+
     from . import config_options
     from .airflow_env import ensure_airflow
 
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="override the DAG repository URL from the inventory (both environments)")
     p.set_defaults(func=_promote_dags)
 
-    from .validate.model import CHECK_NAMES
+    from .validate.names import CHECK_NAMES
 
     p = sub.add_parser("validate", help="prove a change is safe to push: every check, for every environment")
     p.add_argument("--target", action="append", help="environment to validate (repeatable); default: all, and the bootstrap")

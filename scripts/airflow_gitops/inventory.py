@@ -9,7 +9,6 @@ from typing import Any
 
 
 from .errors import InventoryError
-from .kapitan_runner import explain_failure, run_kapitan
 
 
 def list_targets(root: Path) -> list[str]:
@@ -25,7 +24,9 @@ def target_parameters(root: Path, target: str) -> dict[str, Any]:
             f"inventory/targets/{target}.yml: no such environment "
             f"(known: {', '.join(list_targets(root)) or 'none'})"
         )
-    import yaml  # only on a cache miss: the edit loop's common path does not pay for it
+    import yaml  # only on a cache miss: the edit loop's common path does not pay for these imports
+
+    from .kapitan_runner import explain_failure, run_kapitan
 
     result = run_kapitan(["inventory", "-t", target], root)
     if result.returncode != 0:

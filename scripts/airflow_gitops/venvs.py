@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +32,8 @@ def ensure_venv(path: Path, packages: list[str], what: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (path / _READY_MARKER).exists():
             return path
+        import shutil  # only when building: sync-dags reaches this module for cache_dir on its hot path
+
         shutil.rmtree(path, ignore_errors=True)
         steps = [
             [sys.executable, "-m", "venv", str(path)],

@@ -12,14 +12,15 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from ..airflow_env import AirflowEnvironment
 from ..errors import AirflowGitopsError
 from ..progress import Progress
 from .source import SourceFile
+
+if TYPE_CHECKING:
+    from ..airflow_env import AirflowEnvironment
 
 # Runs inside the Airflow virtualenv: one DagBag per file, so an error names its file.
 _IMPORT_SCRIPT = r"""
@@ -45,12 +46,11 @@ class DagCheckError(AirflowGitopsError):
         super().__init__("DAG check failed:\n  " + "\n  ".join(problems))
 
 
-@dataclass
-class CheckReport:
+class CheckReport(NamedTuple):
     checked: int = 0
     imported: int = 0
     cached: int = 0
-    dag_ids: dict[str, list[str]] = field(default_factory=dict)
+    dag_ids: dict[str, list[str]] = {}  # never mutated
 
 
 def _syntax_error(args: tuple[str, str]) -> str | None:
@@ -69,7 +69,7 @@ def check_syntax(root: Path, files: dict[str, SourceFile], workers: int, cache_d
     """file:line of every syntax error; contents that compiled before are not compiled again."""
     known_good_file = cache_dir / f"syntax-ok-py{sys.version_info[0]}{sys.version_info[1]}.txt" if cache_dir else None
     known_good = set(known_good_file.read_text().split()) if known_good_file and known_good_file.is_file() else set()
-    todo = [f for f in files.values() if f.is_python and f.digest not in known_good]
+    todo = [f for f in files.values() if f.digest not in known_good and f.path.endswith(".py")]
     python = [(str(root), f.path) for f in todo]
     if len(python) < 64:
         results = list(map(_syntax_error, python))
@@ -81,12 +81,12 @@ def check_syntax(root: Path, files: dict[str, SourceFile], workers: int, cache_d
             for result in pool.map(_syntax_error, python, chunksize=64):
                 results.append(result)
                 progress.advance()
-    if known_good_file and todo:
-        good = known_good | {f.digest for f, r in zip(todo, results) if r is None}
+    good = [f.digest for f, r in zip(todo, results) if r is None]
+    if known_good_file and good:
+        # Appended, not rewritten: an edit costs one line; concurrent runs at worst add duplicates.
         known_good_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = known_good_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text("\n".join(sorted(good)) + "\n")
-        tmp.replace(known_good_file)
+        with open(known_good_file, "a") as known:
+            known.write("\n".join(good) + "\n")
     return [r for r in results if r]
 
 
@@ -101,6 +101,8 @@ def _cache_key(env: AirflowEnvironment, helpers_digest: str, item: SourceFile) -
 
 
 def _import_chunk(env: AirflowEnvironment, root: Path, chunk: list[str]) -> dict[str, dict]:
+    import tempfile  # only when something is imported: the edit loop's common path does not pay for it
+
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-dagcheck-") as home:
         run_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -127,7 +129,6 @@ def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFi
     helpers = sorted(f"{p}:{f.digest}" for p, f in python.items() if p not in dag_files)
     helpers_digest = hashlib.sha256("\n".join(helpers).encode()).hexdigest()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    report = CheckReport(checked=len(dag_files))
     results: dict[str, dict] = {}
     todo: list[str] = []
     for relative, item in dag_files.items():
@@ -136,7 +137,6 @@ def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFi
             results[relative] = json.loads(cached.read_text())
         else:
             todo.append(relative)
-    report.cached = len(dag_files) - len(todo)
     if todo:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -144,7 +144,6 @@ def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFi
         with ProcessPoolExecutor(max_workers=len(chunks)) as pool:
             for chunk_result in pool.map(_import_chunk, [env] * len(chunks), [root] * len(chunks), chunks):
                 results.update(chunk_result)
-        report.imported = len(todo)
         for relative in todo:
             entry = results[relative]
             if not entry["errors"]:  # failures are re-checked every time, successes are remembered
@@ -152,6 +151,7 @@ def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFi
                 cache.write_text(json.dumps(entry))
     problems: list[str] = []
     owners: dict[str, str] = {}
+    dag_ids: dict[str, list[str]] = {}
     for relative in sorted(results):
         entry = results[relative]
         for path, message in sorted(entry["errors"].items()):
@@ -162,7 +162,7 @@ def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFi
                 problems.append(f"{relative}: duplicate DAG id {dag_id!r} (also defined in {owners[dag_id]})")
             else:
                 owners[dag_id] = relative
-        report.dag_ids[relative] = entry["dag_ids"]
+        dag_ids[relative] = entry["dag_ids"]
     if problems:
         raise DagCheckError(problems)
-    return report
+    return CheckReport(checked=len(dag_files), imported=len(todo), cached=len(dag_files) - len(todo), dag_ids=dag_ids)

@@ -1,4 +1,4 @@
-"""Make a sub-path of a checkout an exact copy of the DAG source, touching only what we manage.
+"""What makes a sub-path of the DAG repository an exact copy of the DAG source, touching only what we manage.
 
 The files the tool put there are recorded in a manifest inside the sub-path; anything else in
 the sub-path (or outside it) belongs to somebody else and is never modified or removed.
@@ -7,21 +7,22 @@ the sub-path (or outside it) belongs to somebody else and is never modified or r
 from __future__ import annotations
 
 import json
-import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
-from ..progress import Progress
-from .source import SourceFile, file_digest
+from ..errors import AirflowGitopsError
+from .source import SourceFile
 
 MANIFEST = ".airflow-gitops-managed.json"
 
 
-@dataclass
-class Plan:
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
+class MirrorError(AirflowGitopsError):
+    """The sub-path holds something the mirror may not replace."""
+
+
+class Plan(NamedTuple):
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
 
     @property
     def empty(self) -> bool:
@@ -34,49 +35,60 @@ class Plan:
         return {"added": self.added, "changed": self.changed, "removed": self.removed}
 
 
-def read_manifest(target: Path) -> set[str]:
-    path = target / MANIFEST
-    if not path.is_file():
+def manifest_text(source: dict[str, SourceFile]) -> str:
+    return json.dumps({"managed_by": "airflow-gitops sync-dags", "files": sorted(source)}, indent=1) + "\n"
+
+
+def parse_manifest(text: str | None, where: str = MANIFEST) -> set[str]:
+    """The managed files a manifest lists (none without one)."""
+    if not text:
         return set()
-    return set(json.loads(path.read_text()).get("files", []))
+    try:
+        files = json.loads(text)["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise MirrorError(f"{where}: not a manifest written by sync-dags (a JSON object whose \"files\" lists "
+                          "paths). Restore it from the DAG repository's history, or remove it to let sync-dags "
+                          "take the sub-path over without removing anything.") from None
+    return set(files)
 
 
-def plan(source: dict[str, SourceFile], target: Path, tracked: dict[str, str] | None = None) -> Plan:
-    """What mirroring `source` into `target` (the sub-path directory) would do.
-
-    `tracked` maps paths under `target` to their Git blob ids when `target` is a clean checkout,
-    which spares reading every file again.
-    """
-    managed = read_manifest(target)
-    result = Plan()
-    for relative, item in source.items():
-        if tracked is not None:
-            current = tracked.get(relative)
+def _conflicts(added: list[str], tracked: dict[str, str], removed: list[str]) -> list[str]:
+    """Added files that would replace a file or directory the mirror does not own (Git cannot hold a
+    file and a directory of the same name)."""
+    kept = tracked.keys() - set(removed)
+    kept_dirs = {path[:i] for path in kept for i, c in enumerate(path) if c == "/"}
+    problems = []
+    for path in added:
+        if path in kept_dirs:
+            problems.append(f"{path}: the DAG repository has a directory of that name with files sync-dags does not manage")
         else:
-            existing = target / relative
-            current = file_digest(existing) if existing.is_file() else None
+            parents = [path[:i] for i, c in enumerate(path) if c == "/"]
+            blocking = next((p for p in parents if p in kept), None)
+            if blocking is not None:
+                problems.append(f"{path}: the DAG repository has a file {blocking} that sync-dags does not manage")
+    return problems
+
+
+def plan(source: dict[str, SourceFile], tracked: dict[str, str], managed: set[str]) -> Plan:
+    """What mirroring `source` into the sub-path would do.
+
+    `tracked` maps the paths under the sub-path to their Git blob ids, `managed` is what the
+    manifest there lists: files we never put there are taken over only when the source has them
+    too, and never removed.
+    """
+    if "" in tracked:
+        raise MirrorError("the sub-path is a file in the DAG repository, not a directory")
+    added, changed = [], []
+    for relative, item in source.items():
+        current = tracked.get(relative)
         if current is None:
-            result.added.append(relative)
+            added.append(relative)
         elif relative not in managed or current != item.digest:
-            result.changed.append(relative)
-    result.removed = sorted(p for p in managed - set(source) if (target / p).exists())
-    return result
-
-
-def apply(plan_: Plan, source_root: Path, source: dict[str, SourceFile], target: Path) -> None:
-    """Carry out a plan and record the managed files."""
-    copies = plan_.added + plan_.changed
-    with Progress("mirroring", len(copies)) as progress:
-        for relative in copies:
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source_root / relative, destination)
-            progress.advance()
-    for relative in plan_.removed:
-        (target / relative).unlink(missing_ok=True)
-        parent = (target / relative).parent
-        while parent != target and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-    target.mkdir(parents=True, exist_ok=True)
-    (target / MANIFEST).write_text(json.dumps({"managed_by": "airflow-gitops sync-dags", "files": sorted(source)}, indent=1) + "\n")
+            changed.append(relative)
+    removed = sorted(p for p in managed - source.keys() if p in tracked)
+    problems = _conflicts(added, tracked, removed) if added and tracked else []
+    if problems:
+        raise MirrorError("cannot mirror the DAGs without touching files sync-dags does not manage:\n  " + "\n  ".join(problems))
+    return Plan(added, changed, removed)

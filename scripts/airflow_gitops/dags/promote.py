@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import gitcli
 from ..errors import AirflowGitopsError
 from .sync import destination_for
 
@@ -32,7 +33,7 @@ class Promotion:
 
 
 def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    return gitcli.run(*args, cwd=cwd, check=False)
 
 
 def _remote_refs(url: str, name: str) -> dict[str, str]:

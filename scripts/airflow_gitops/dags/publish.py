@@ -1,36 +1,44 @@
 """Commit the mirrored DAGs and push them, retrying on a remote that moved meanwhile.
 
-The remote is only ever changed by one `git push` of a fast-forward: a refusal, a failure or an
-interruption before it leaves the remote exactly as it was. The local work directory is a cache;
-whatever state an interrupted run left it in is reset on the next run.
+The commit is built with Git's plumbing in a bare cache repository: blobs straight from the source
+files, a tree made of the remote head's tree plus the plan, a commit whose parent is that head. There
+is no work tree to check out, reset or clean, so a 5,000-file tree costs nothing to keep around.
+
+The push carries a lease on the head the commit was built on: it lands only if the remote branch
+still is exactly that commit. When somebody pushed meanwhile, the cache fetches again and the mirror
+is redone on the new head, with backoff. So the remote is only ever changed by one push of a commit
+made from one source on top of what the remote held: a refusal, a failure or an interruption before
+it leaves the remote exactly as it was. The cache is rebuilt when it is unusable, and locks a killed
+run left behind are removed (under our own lock, so no other sync is using them).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import random
-import shutil
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, NamedTuple
 
-if TYPE_CHECKING:
-    import git
-
+from .. import gitcli
 from ..errors import AirflowGitopsError
-from .mirror import MANIFEST, Plan
+from ..progress import Progress
+from . import mirror
+from .source import SourceFile
+
+# Markers of a push refused because the remote moved (or is moving) under us: fetch and redo.
+_MOVED = ("stale info", "fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value", "failed to lock")
 
 
 class PublishError(AirflowGitopsError):
     """The DAG repository could not be read or updated."""
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     name: str
     email: str
 
@@ -39,14 +47,28 @@ class Identity:
         if "<" not in text or not text.rstrip().endswith(">"):
             raise PublishError(f"--author {text!r}: expected 'Name <email>'")
         name, email = text.rsplit("<", 1)
-        return cls(name.strip(), email.rstrip().rstrip(">").strip())
+        identity = cls(name.strip(), email.rstrip()[:-1].strip())
+        if any(c in part for part in identity for c in "<>\n") or not identity.email:
+            raise PublishError(f"--author {text!r}: expected 'Name <email>', with no '<', '>' or line break in the name or email")
+        return identity
 
 
-@dataclass(frozen=True)
-class Outcome:
+class RemoteState(NamedTuple):
+    """The remote branch as the last fetch found it."""
+
+    head: str | None  # None: the branch does not exist
+    tracked: dict[str, str]  # files under the sub-path -> blob id (a sentinel for anything not a plain file)
+    managed: set[str]  # the files the manifest at `head` lists
+
+
+class _DamagedCache(Exception):
+    """The cache repository cannot be read: it is rebuilt from the remote."""
+
+
+class Outcome(NamedTuple):
     commit: str | None  # None: nothing to publish
-    plan: Plan
-    attempts: int
+    plan: mirror.Plan
+    attempts: int  # pushes tried
 
 
 def workdir_for(cache: Path, url: str, branch: str) -> Path:
@@ -61,67 +83,36 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _open_checkout(workdir: Path, url: str) -> git.Repo:
-    """The cached clone, repaired or re-created if an earlier run was interrupted."""
-    # Imported here: GitPython's import (~50 ms) then runs in prepare()'s thread, beside the checks.
-    import git
-    if (workdir / ".git").is_dir():
-        try:
-            repo = git.Repo(workdir)
-            (workdir / ".git" / "index.lock").unlink(missing_ok=True)
-            if repo.remotes.origin.url != url:
-                repo.remotes.origin.set_url(url)
-            return repo
-        except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError, AttributeError):
-            pass
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    repo = git.Repo.init(workdir)
-    repo.create_remote("origin", url)
-    return repo
+def _quoted(path: str) -> bytes:
+    """A path as fast-import reads it: C-style quoted, so any file name is safe."""
+    raw = os.fsencode(path).replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
+    return b'"%s"' % raw
 
 
-def _sync_to_remote(repo: git.Repo, branch: str) -> None:
-    """Reset the checkout to the remote branch (an empty orphan branch when it does not exist yet)."""
-    import git
-    try:
-        repo.git.fetch("--quiet", "--no-tags", "--depth=1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-        exists = True
-    except git.GitCommandError as error:
-        if "couldn't find remote ref" not in str(error) and "could not find remote ref" not in str(error).lower():
-            raise PublishError(f"cannot fetch {branch} from {repo.remotes.origin.url}: {error.stderr.strip()}") from None
-        exists = False
-    if exists:
-        repo.git.checkout("--quiet", "--force", "-B", branch, f"refs/remotes/origin/{branch}")
-    else:
-        repo.git.checkout("--quiet", "--force", "--orphan", branch)
-        repo.git.rm("-rf", "--quiet", "--cached", "--ignore-unmatch", ".")
-    repo.git.clean("-ffdxq")
-
-
-def _tracked_blobs(repo: git.Repo, sub_path: str) -> dict[str, str]:
-    """Blob ids of the files under `sub_path`, from the index of a freshly reset checkout."""
-    listing = repo.git.ls_files("-s", "-z", "--", sub_path or ".")
-    prefix = f"{sub_path}/" if sub_path else ""
-    blobs = {}
-    for record in filter(None, listing.split("\0")):
-        meta, path = record.split("\t", 1)
-        blobs[path[len(prefix):]] = meta.split()[1]
-    return blobs
+def _parse_tree(listing: bytes, prefix: str) -> dict[str, str]:
+    """`ls-tree -r -z` records under `prefix` -> blob id; links and submodules can never equal a file."""
+    tracked = {}
+    for record in listing.split(b"\0"):
+        if not record:
+            continue
+        meta, path = record.split(b"\t", 1)
+        mode, kind, object_id = meta.decode().split(" ")
+        tracked[os.fsdecode(path)[len(prefix):]] = object_id if mode == "100644" else f"{mode}:{kind}:{object_id}"
+    return tracked
 
 
 class Publisher:
-    """One publication to `url`'s `branch`, holding the local clone's lock from start to end.
+    """One publication to `url`'s `branch`, holding the cache's lock from start to end.
 
-    `prepare()` (fetch and reset the cached clone) may run in a thread while the caller checks the
-    DAGs; `publish()` then mirrors, commits and pushes, retrying from a fresh fetch when the remote
-    moved meanwhile.
+    `state()` (fetch the branch, read its files) may run in a thread while the
+    caller checks the DAGs; `publish()` then plans, commits and pushes until the push lands.
     """
 
     def __init__(self, *, url: str, branch: str, sub_path: str, cache: Path):
         self.url, self.branch, self.sub_path = url, branch, sub_path
-        self.workdir = workdir_for(cache, url, branch)
-        self._lock = _locked(self.workdir)
+        self.git_dir = workdir_for(cache, url, branch)
+        self.tracking_ref = f"refs/remotes/origin/{branch}"
+        self._lock = _locked(self.git_dir)
 
     def __enter__(self) -> "Publisher":
         self._lock.__enter__()
@@ -130,53 +121,150 @@ class Publisher:
     def __exit__(self, *exc) -> None:
         self._lock.__exit__(*exc)
 
-    def prepare(self) -> git.Repo:
-        repo = _open_checkout(self.workdir, self.url)
-        _sync_to_remote(repo, self.branch)
-        return repo
+    def _git(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+        return gitcli.run(*args, git_dir=self.git_dir, **kwargs)
+
+    # -- the cache -------------------------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        return all((self.git_dir / name).exists() for name in ("HEAD", "config", "objects", "refs"))
+
+    def _create(self) -> None:
+        """A fresh bare cache, built aside and renamed into place so a kill never leaves half of one."""
+        import shutil
+
+        shutil.rmtree(self.git_dir, ignore_errors=True)  # an unusable cache, or an older layout
+        building = self.git_dir.with_name(f"{self.git_dir.name}.new-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        gitcli.run("init", "--quiet", "--bare", str(building))
+        gitcli.run("remote", "add", "origin", self.url, git_dir=building)
+        building.rename(self.git_dir)
+
+    def _remove_stale_locks(self) -> None:
+        for name in ("shallow.lock", "packed-refs.lock", "config.lock", "HEAD.lock",
+                     f"{self.tracking_ref}.lock", "refs/airflow-gitops/publish.lock"):
+            (self.git_dir / name).unlink(missing_ok=True)
+
+    def _read(self) -> RemoteState:
+        """The fetched head, its files under the sub-path and its manifest."""
+        prefix = f"{self.sub_path}/" if self.sub_path else ""
+        listing = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", "-z", "--full-tree",
+                                    self.tracking_ref, "--", self.sub_path or "."],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        objects = self._git("cat-file", "--batch", check=False, text=False,
+                            input=f"{self.tracking_ref}^{{commit}}\n{self.tracking_ref}:{prefix}{mirror.MANIFEST}\n".encode())
+        tree = listing.communicate()[0]
+        header, _, rest = objects.stdout.partition(b"\n")
+        if objects.returncode != 0 or not header:
+            raise _DamagedCache(objects.stderr.decode(errors="replace"))
+        if header.endswith(b" missing"):
+            return RemoteState(None, {}, set())
+        head, _, size = header.decode().split(" ")
+        # The commit's text is skipped; what follows it is the manifest (`<id> blob <size>`) or `missing`.
+        header, _, rest = rest[int(size) + 1:].partition(b"\n")
+        manifest = None if header.endswith(b" missing") else rest[: int(header.split(b" ")[2])].decode()
+        if listing.returncode != 0:
+            raise _DamagedCache(f"cannot list {self.tracking_ref}")
+        where = f"{self.url} ({self.branch}) {prefix}{mirror.MANIFEST}"
+        return RemoteState(head, _parse_tree(tree, prefix), mirror.parse_manifest(manifest, where))
+
+    def state(self) -> RemoteState:
+        """The remote branch as it is now (only its last commit is downloaded)."""
+        if not self._usable():
+            self._create()
+        self._remove_stale_locks()
+        try:
+            return self.fetch()
+        except _DamagedCache:
+            self._create()  # damaged beyond stale locks: start again from the remote
+            return self.fetch()
+
+    def fetch(self) -> RemoteState:
+        fetched = self._git("fetch", "--quiet", "--no-tags", "--depth=1", "origin",
+                            f"+refs/heads/{self.branch}:{self.tracking_ref}", check=False)
+        if fetched.returncode != 0:
+            if "couldn't find remote ref" not in fetched.stderr.lower():
+                raise PublishError(f"cannot fetch {self.branch} from {self.url}: {fetched.stderr.strip()}")
+            self._git("update-ref", "-d", self.tracking_ref)  # the branch is gone (or never existed)
+        return self._read()
+
+    # -- one publication -------------------------------------------------------------------------
+
+    def _commit(self, state: RemoteState, plan_: mirror.Plan, source_root: Path, files: dict[str, SourceFile],
+                message: str, author: Identity, committer: Identity) -> str:
+        """One commit on top of `state.head`: the plan's files streamed to `git fast-import`, which
+        loads only the directories it touches (one process, where an index would need five)."""
+        prefix = f"{self.sub_path}/" if self.sub_path else ""
+        marks = self.git_dir / "sync-marks"
+        marks.unlink(missing_ok=True)
+        importer = subprocess.Popen(
+            ["git", "--git-dir", str(self.git_dir), "-c", "fastimport.unpackLimit=0", "fast-import", "--quiet", "--force",
+             "--date-format=now", "--done", f"--export-marks={marks}"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        stream = importer.stdin
+        assert stream is not None
+        body = message.encode()
+        try:
+            stream.write(b"".join([
+                b"reset refs/airflow-gitops/publish\ncommit refs/airflow-gitops/publish\nmark :1\n",
+                f"author {author.name} <{author.email}> now\ncommitter {committer.name} <{committer.email}> now\n".encode(),
+                b"data %d\n%s\n" % (len(body), body),
+                f"from {state.head}\n".encode() if state.head else b"",
+            ]))
+            for relative in plan_.removed:
+                stream.write(b"D %s\n" % _quoted(prefix + relative))
+            copies = plan_.added + plan_.changed
+            with Progress("committing", len(copies)) as progress:
+                for relative in copies:
+                    data = (source_root / relative).read_bytes()
+                    stream.write(b"M 100644 inline %s\ndata %d\n%s\n" % (_quoted(prefix + relative), len(data), data))
+                    progress.advance()
+            manifest = mirror.manifest_text(files).encode()
+            stream.write(b"M 100644 inline %s\ndata %d\n%s\n\ndone\n" % (_quoted(prefix + mirror.MANIFEST), len(manifest), manifest))
+            stream.close()
+        except BrokenPipeError:
+            pass  # fast-import stopped early: its message follows
+        error = importer.stderr.read().decode(errors="replace") if importer.stderr else ""
+        if importer.wait() != 0:
+            raise PublishError(f"cannot commit the DAGs for {self.url} ({self.branch}): {error.strip()}")
+        return marks.read_text().split()[1]
+
+    def _push(self, commit: str, head: str | None) -> bool:
+        """Push `commit` if the remote branch still is `head`; False when it moved meanwhile."""
+        pushed = self._git("push", "--porcelain", f"--force-with-lease=refs/heads/{self.branch}:{head or ''}",
+                           "origin", f"{commit}:refs/heads/{self.branch}", check=False)
+        if pushed.returncode == 0:
+            return True
+        said = f"{pushed.stdout}\n{pushed.stderr}"
+        if any(marker in said for marker in _MOVED):
+            return False
+        raise PublishError(f"push to {self.url} ({self.branch}) failed: {pushed.stderr.strip() or pushed.stdout.strip()}")
 
     def publish(
         self,
         *,
-        mirror_into: Callable[[Path, dict[str, str]], Plan],
-        message: Callable[[Plan], str],
+        source_root: Path,
+        files: dict[str, SourceFile],
+        message: Callable[[mirror.Plan], str],
         author: Identity,
         committer: Identity,
-        prepared: git.Repo | None = None,
+        state: RemoteState | None = None,
         max_attempts: int = 8,
         dry_run: bool = False,
     ) -> Outcome:
-        """Mirror, commit and push until the push lands (a fast-forward) or attempts run out.
-
-        `mirror_into(dir, tracked)` makes `dir` (the sub-path in the checkout) match the source and
-        returns the plan it carried out; `tracked` maps the files under `dir` to their blob ids. With
-        `dry_run` it must only plan.
-        """
-        import git
-
-        sub_path = self.sub_path
+        """Mirror `files` into the sub-path, commit and push until the push lands or attempts run out."""
+        state = state or self.state()
         for attempt in range(1, max_attempts + 1):
-            repo = prepared if (attempt == 1 and prepared is not None) else self.prepare()
-            target = self.workdir / sub_path if sub_path else self.workdir
-            plan_ = mirror_into(target, _tracked_blobs(repo, sub_path))
+            plan_ = mirror.plan(files, state.tracked, state.managed)
             if dry_run or plan_.empty:
-                return Outcome(None, plan_, attempt)
-            touched = plan_.added + plan_.changed + plan_.removed
-            # Naming the paths spares Git a scan of every file on small changes to large trees.
-            paths = [f"{sub_path}/{p}" if sub_path else p for p in touched] + [f"{sub_path}/{MANIFEST}" if sub_path else MANIFEST]
-            repo.git.add("--all", "--", *(paths if len(paths) <= 200 else [sub_path or "."]))
-            env = {
-                "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
-                "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
-            }
-            repo.git.commit("--quiet", "--no-verify", "-m", message(plan_), env=env)
-            try:
-                repo.git.push("--quiet", "--porcelain", "origin", f"HEAD:refs/heads/{self.branch}")
-                return Outcome(repo.head.commit.hexsha, plan_, attempt)
-            except git.GitCommandError as error:
-                text = f"{error.stdout}\n{error.stderr}"
-                if not any(s in text for s in ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "[remote rejected]")):
-                    raise PublishError(f"push to {self.url} ({self.branch}) failed: {error.stderr.strip() or text.strip()}") from None
-                # Someone pushed meanwhile: start again from their commit, with backoff and jitter.
-                time.sleep(min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                return Outcome(None, plan_, attempt - 1)
+            commit = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
+            if self._push(commit, state.head):
+                return Outcome(commit, plan_, attempt)
+            # Somebody else pushed since our fetch: start again from their commit, with backoff and jitter.
+            import random
+
+            time.sleep(min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+            state = self.fetch()
         raise PublishError(f"gave up after {max_attempts} attempts: {self.url} ({self.branch}) kept moving during the sync")

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from .. import inventory
-from ..airflow_env import cache_dir, ensure_airflow
+from .. import gitcli, inventory
 from ..errors import AirflowGitopsError
+from ..venvs import cache_dir
 from . import check, mirror, publish
 from .source import scan
 
+T = TypeVar("T")
 
-@dataclass(frozen=True)
-class DagSource:
+
+class DagSource(NamedTuple):
     """Where an environment's DAGs go, from its inventory (overridable for tests and one-offs)."""
 
     repo: str
@@ -29,21 +29,19 @@ class DagSource:
     ref_type: str = "branch"  # how promote-dags moves this ref: branch | tag
 
 
-@dataclass
-class SyncResult:
+class SyncResult(NamedTuple):
     target: str
     destination: DagSource
     status: str  # published | up-to-date | dry-run
     plan: mirror.Plan
-    commit: str | None = None
-    attempts: int = 0
-    dag_files: int = 0
-    imported: int = 0
-    cached: int = 0
-    source_revision: str = ""
-    dirty: bool = False
-    dag_ids: dict[str, list[str]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    commit: str | None
+    attempts: int  # pushes tried
+    dag_files: int
+    imported: int
+    cached: int
+    source_revision: str
+    dirty: bool
+    dag_ids: dict[str, list[str]]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +51,29 @@ class SyncResult:
             "check": {"dag_files": self.dag_files, "imported": self.imported, "cached": self.cached},
             "source": {"revision": self.source_revision, "dirty": self.dirty},
         }
+
+
+class _InBackground(threading.Thread, Generic[T]):
+    """A call run beside the DAG checks (Git waits on the disk and the network meanwhile)."""
+
+    def __init__(self, call: Callable[..., T], *args: Any):
+        super().__init__(daemon=True)
+        self._call, self._args = call, args
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._call(*self._args)
+        except BaseException as error:  # handed to the caller by result()
+            self._error = error
+
+    def result(self) -> T:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
 def destination_for(root: Path, target: str, repo: str | None, branch: str | None) -> DagSource:
@@ -65,7 +86,7 @@ def destination_for(root: Path, target: str, repo: str | None, branch: str | Non
 def source_revision(root: Path, source: Path) -> tuple[str, bool]:
     """The commit the DAG sources come from, and whether they differ from it."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+        return gitcli.run(*args, cwd=root, check=False).stdout.strip()
     revision = git("rev-parse", "HEAD") or "unknown"
     dirty = bool(git("status", "--porcelain", "--untracked-files=all", "--", str(source)))
     return revision, dirty
@@ -110,30 +131,24 @@ def sync_dags(
     sync_cache = Path(os.environ.get("AIRFLOW_GITOPS_SYNC_CACHE") or cache_dir(root))
 
     with publish.Publisher(url=destination.repo, branch=destination.branch, sub_path=destination.sub_path,
-                           cache=sync_cache) as publisher, ThreadPoolExecutor(max_workers=2) as background:
-        # Git waits on the network and the disk while the DAGs are checked.
-        prepared = background.submit(publisher.prepare)
-        revision_of_source = background.submit(source_revision, root, source)
+                           cache=sync_cache) as publisher:
+        known = _InBackground(publisher.state)
+        revision_of_source = _InBackground(source_revision, root, source)
 
         digest_cache = cache_dir(root) / "dag-source" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
-        files = scan(source, digest_cache.with_suffix(".json"))
+        files = scan(source, digest_cache)
         problems = check.check_syntax(source, files, workers, cache_dir(root) / "dag-check")
         if problems:
             raise check.DagCheckError(problems)
         report = check.CheckReport()
         if import_check:
+            from ..airflow_env import ensure_airflow
+
             env = ensure_airflow(root, destination.airflow_version, requirements_of(source))
             report = check.check_imports(env, source, files, cache_dir(root) / "dag-check", workers)
         revision, dirty = revision_of_source.result()
-
-        def mirror_into(target_dir: Path, tracked: dict[str, str]) -> mirror.Plan:
-            plan = mirror.plan(files, target_dir, tracked)
-            if not dry_run and not plan.empty:
-                mirror.apply(plan, source, files, target_dir)
-            return plan
-
         outcome = publisher.publish(
-            mirror_into=mirror_into, prepared=prepared.result(),
+            source_root=source, files=files, state=known.result(),
             message=lambda plan: commit_message(target, revision, dirty, plan),
             author=identity, committer=committer_identity, dry_run=dry_run,
         )
