@@ -92,12 +92,13 @@ def _quoted(path: str) -> bytes:
 def _parse_tree(listing: bytes, prefix: str) -> dict[str, str]:
     """`ls-tree -r -z` records under `prefix` -> blob id; links and submodules can never equal a file."""
     tracked = {}
-    for record in listing.split(b"\0"):
-        if not record:
+    start = len(prefix) + 1
+    for record in os.fsdecode(listing).split("\0"):
+        tab = record.find("\t")
+        if tab < 0:
             continue
-        meta, path = record.split(b"\t", 1)
-        mode, kind, object_id = meta.decode().split(" ")
-        tracked[os.fsdecode(path)[len(prefix):]] = object_id if mode == "100644" else f"{mode}:{kind}:{object_id}"
+        meta = record[:tab]  # "<mode> <type> <id>"
+        tracked[record[tab + start:]] = meta[12:] if meta.startswith("100644 blob ") else meta.replace(" ", ":")
     return tracked
 
 

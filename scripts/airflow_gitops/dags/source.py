@@ -67,10 +67,7 @@ class _DigestCache:
         self.changed = False
 
     def digest(self, relative: str, full_path: str, stat: os.stat_result) -> str:
-        known = self.entries.get(relative)
-        if known is not None and known[0] == stat.st_mtime_ns and known[1] == stat.st_size:
-            self.fresh[relative] = known
-            return known[2]
+        """The digest of a file the cache does not know in this version (scan checks the cache inline)."""
         digest = file_digest(full_path)
         self.fresh[relative] = (stat.st_mtime_ns, stat.st_size, digest)
         self.changed = True
@@ -89,6 +86,7 @@ def scan(root: Path, digest_cache: Path | None = None) -> dict[str, SourceFile]:
     if not root.is_dir():
         raise FileNotFoundError(root)
     cache = _DigestCache(digest_cache)
+    known, fresh = cache.entries, cache.fresh
     files: dict[str, SourceFile] = {}
     # (directory, its path relative to root with a trailing slash, the ignore rules that apply)
     stack: list[tuple[str, str, list[tuple[str, "pathspec.PathSpec"]]]] = [(str(root), "", [])]
@@ -107,6 +105,12 @@ def scan(root: Path, digest_cache: Path | None = None) -> dict[str, SourceFile]:
                 if not (rules and _ignored(relative, True, rules)):
                     stack.append((entry.path, relative + "/", rules))
             elif entry.is_file(follow_symlinks=False) and not (rules and _ignored(relative, False, rules)):
-                files[relative] = SourceFile(relative, cache.digest(relative, entry.path, entry.stat(follow_symlinks=False)))
+                stat = entry.stat(follow_symlinks=False)
+                entry_known = known.get(relative)  # inline: this loop runs for every file on every sync
+                if entry_known is not None and entry_known[0] == stat.st_mtime_ns and entry_known[1] == stat.st_size:
+                    fresh[relative] = entry_known
+                    files[relative] = SourceFile(relative, entry_known[2])
+                else:
+                    files[relative] = SourceFile(relative, cache.digest(relative, entry.path, stat))
     cache.save()
     return dict(sorted(files.items()))
