@@ -362,3 +362,36 @@ def test_an_unusable_author_is_refused_before_anything_is_done(tmp_path, cache):
         with pytest.raises(PublishError, match="expected 'Name <email>'"):
             sync(source, url, import_check=False, author=author)
     assert remote_head(url) == ""
+
+
+def push_from_clone(url: str, tmp_path: Path, change) -> None:
+    """Somebody else's commit on the DAG branch."""
+    other = git.Repo.clone_from(url, tmp_path / f"other-{uuid.uuid4().hex[:6]}")
+    change(Path(other.working_dir))
+    other.git.add("--all")
+    other.git.commit("-qm", "by hand", env={"GIT_AUTHOR_NAME": "o", "GIT_AUTHOR_EMAIL": "o@e", "GIT_COMMITTER_NAME": "o", "GIT_COMMITTER_EMAIL": "o@e"})
+    other.git.push("-q", "origin", "HEAD:main")
+
+
+def test_changes_made_by_others_in_the_sub_path_are_seen_on_the_next_sync(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    write_dag(source, "b.py")
+    sync(source, url, import_check=False)
+    push_from_clone(url, tmp_path, lambda work: ((work / "dags" / "a.py").write_text("# edited by hand\n"),
+                                                 (work / "dags" / "theirs.py").write_text("# theirs\n")))
+    result = sync(source, url, import_check=False)
+    assert result.status == "published" and result.plan.changed == ["a.py"] and result.plan.added == []
+    assert remote_tree(url)["dags/theirs.py"] == "# theirs\n"
+    # Their manifest edit (a file removed from the managed list) is read too.
+    push_from_clone(url, tmp_path, lambda work: (work / "dags" / ".airflow-gitops-managed.json").write_text(
+        json.dumps({"files": ["a.py"]})))
+    (source / "b.py").unlink()
+    result = sync(source, url, import_check=False)
+    assert result.plan.removed == [] and "dags/b.py" in remote_tree(url), "b.py is no longer ours to remove"
+    # What the cache remembers is only a shortcut: unreadable, it is rebuilt from the remote.
+    for memory in caches(cache)[0].glob("sync-listing-*"):
+        memory.write_bytes(b"not marshal")
+    write_dag(source, "c.py")
+    assert sync(source, url, import_check=False).plan.added == ["c.py"]

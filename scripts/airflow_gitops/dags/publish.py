@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import marshal
 import os
 import subprocess
 import time
@@ -28,7 +29,7 @@ from .. import gitcli
 from ..errors import AirflowGitopsError
 from ..progress import Progress
 from . import mirror
-from .source import SourceFile
+from .source import SourceFile, blob_id
 
 # Markers of a push refused because the remote moved (or is moving) under us: fetch and redo.
 _MOVED = ("stale info", "fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value", "failed to lock")
@@ -89,6 +90,11 @@ def _quoted(path: str) -> bytes:
     return b'"%s"' % raw
 
 
+def _tracked_id(mode: str, kind: str, object_id: str) -> str:
+    """A plain file's blob id; links and submodules get an id no file digest can equal."""
+    return object_id if mode == "100644" and kind == "blob" else f"{mode}:{kind}:{object_id}"
+
+
 def _parse_tree(listing: bytes, prefix: str) -> dict[str, str]:
     """`ls-tree -r -z` records under `prefix` -> blob id; links and submodules can never equal a file."""
     tracked = {}
@@ -98,7 +104,8 @@ def _parse_tree(listing: bytes, prefix: str) -> dict[str, str]:
         if tab < 0:
             continue
         meta = record[:tab]  # "<mode> <type> <id>"
-        tracked[record[tab + start:]] = meta[12:] if meta.startswith("100644 blob ") else meta.replace(" ", ":")
+        mode, kind, object_id = meta.split(" ")
+        tracked[record[tab + start:]] = _tracked_id(mode, kind, object_id)
     return tracked
 
 
@@ -147,7 +154,16 @@ class Publisher:
             (self.git_dir / name).unlink(missing_ok=True)
 
     def _read(self) -> RemoteState:
-        """The fetched head, its files under the sub-path and its manifest."""
+        """The fetched head, its files under the sub-path and its manifest: from what the cache
+        remembers of an earlier head plus `git diff-tree` when it can, or read in full."""
+        remembered = self._remembered()
+        state = self._read_changes(*remembered) if remembered else None
+        if state is None:
+            state = self._read_in_full()
+        self._remember(state)
+        return state
+
+    def _read_in_full(self) -> RemoteState:
         prefix = f"{self.sub_path}/" if self.sub_path else ""
         listing = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", "-z", "--full-tree",
                                     self.tracking_ref, "--", self.sub_path or "."],
@@ -166,8 +182,60 @@ class Publisher:
         manifest = None if header.endswith(b" missing") else rest[: int(header.split(b" ")[2])].decode()
         if listing.returncode != 0:
             raise _DamagedCache(f"cannot list {self.tracking_ref}")
-        where = f"{self.url} ({self.branch}) {prefix}{mirror.MANIFEST}"
-        return RemoteState(head, _parse_tree(tree, prefix), mirror.parse_manifest(manifest, where))
+        return RemoteState(head, _parse_tree(tree, prefix), self._parse_manifest(manifest))
+
+    def _read_changes(self, old_head: str, tracked: dict[str, str], managed: set[str]) -> RemoteState | None:
+        """The remembered state of `old_head` moved to the fetched head with `git diff-tree`, which only
+        reads what changed (None: read in full)."""
+        prefix = f"{self.sub_path}/" if self.sub_path else ""
+        resolving = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "--quiet",
+                                      f"{self.tracking_ref}^{{commit}}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        changes = self._git("diff-tree", "-r", "-z", "--no-renames", old_head, self.tracking_ref, "--",
+                            self.sub_path or ".", check=False, text=False)
+        head = resolving.communicate()[0].decode().strip()
+        if not head:
+            return RemoteState(None, {}, set())
+        if changes.returncode != 0:  # the old head is gone from the cache, or the branch was deleted
+            return None
+        tracked = dict(tracked)
+        manifest_changed = False
+        fields = os.fsdecode(changes.stdout).split("\0")
+        for meta, path in zip(fields[0::2], fields[1::2]):  # ":<old mode> <new mode> <old id> <new id> <status>", path
+            _, new_mode, _, new_id, status = meta.lstrip(":").split(" ")
+            relative = path[len(prefix):]
+            manifest_changed = manifest_changed or relative == mirror.MANIFEST
+            if status == "D":
+                tracked.pop(relative, None)
+            else:
+                tracked[relative] = _tracked_id(new_mode, "commit" if new_mode == "160000" else "blob", new_id)
+        if manifest_changed:
+            text = self._git("cat-file", "-p", f"{head}:{prefix}{mirror.MANIFEST}", check=False)
+            managed = self._parse_manifest(text.stdout if text.returncode == 0 else None)
+        return RemoteState(head, tracked, managed)
+
+    def _parse_manifest(self, text: str | None) -> set[str]:
+        prefix = f"{self.sub_path}/" if self.sub_path else ""
+        return mirror.parse_manifest(text, f"{self.url} ({self.branch}) {prefix}{mirror.MANIFEST}")
+
+    # What the cache knows of the sub-path at a head, so that the next run reads only what changed.
+    @property
+    def _memory(self) -> Path:
+        return self.git_dir / f"sync-listing-{hashlib.sha256(self.sub_path.encode()).hexdigest()[:12]}.marshal"
+
+    def _remembered(self) -> tuple[str, dict[str, str], set[str]] | None:
+        try:
+            head, tracked, managed = marshal.loads(self._memory.read_bytes())
+            return head, tracked, set(managed)
+        except (OSError, ValueError, EOFError, TypeError):
+            return None
+
+    def _remember(self, state: RemoteState) -> None:
+        if state.head is None:
+            self._memory.unlink(missing_ok=True)
+            return
+        building = self._memory.with_suffix(f".{os.getpid()}.tmp")
+        building.write_bytes(marshal.dumps((state.head, state.tracked, sorted(state.managed))))
+        building.replace(self._memory)
 
     def state(self) -> RemoteState:
         """The remote branch as it is now (only its last commit is downloaded)."""
@@ -181,20 +249,39 @@ class Publisher:
             return self.fetch()
 
     def fetch(self) -> RemoteState:
-        fetched = self._git("fetch", "--quiet", "--no-tags", "--depth=1", "origin",
-                            f"+refs/heads/{self.branch}:{self.tracking_ref}", check=False)
+        # Git's automatic maintenance is checked here rather than by every fetch (its own spawn
+        # costs ~7 ms of the edit loop's hot path); forced updates need no report, we never merge.
+        if self._due_for_maintenance():
+            self._git("maintenance", "run", "--auto", "--quiet", check=False)  # gc detaches, as after any fetch
+        fetched = self._git("-c", "fetch.showForcedUpdates=false", "fetch", "--quiet", "--no-tags", "--depth=1",
+                            "--no-auto-maintenance", "origin", f"+refs/heads/{self.branch}:{self.tracking_ref}", check=False)
         if fetched.returncode != 0:
             if "couldn't find remote ref" not in fetched.stderr.lower():
                 raise PublishError(f"cannot fetch {self.branch} from {self.url}: {fetched.stderr.strip()}")
             self._git("update-ref", "-d", self.tracking_ref)  # the branch is gone (or never existed)
         return self._read()
 
+    def _due_for_maintenance(self) -> bool:
+        """`git gc --auto`'s own thresholds, counted without starting git: 50 packs, or about 6,700
+        loose objects (estimated, as Git does, from the objects/17 directory)."""
+        objects = self.git_dir / "objects"
+        try:
+            packs = sum(1 for name in os.listdir(objects / "pack") if name.endswith(".pack"))
+        except OSError:
+            packs = 0
+        try:
+            loose = len(os.listdir(objects / "17"))
+        except OSError:
+            loose = 0
+        return packs > 50 or loose * 256 > 6700
+
     # -- one publication -------------------------------------------------------------------------
 
     def _commit(self, state: RemoteState, plan_: mirror.Plan, source_root: Path, files: dict[str, SourceFile],
-                message: str, author: Identity, committer: Identity) -> str:
+                message: str, author: Identity, committer: Identity) -> tuple[str, dict[str, str]]:
         """One commit on top of `state.head`: the plan's files streamed to `git fast-import`, which
-        loads only the directories it touches (one process, where an index would need five)."""
+        loads only the directories it touches (one process, where an index would need five).
+        Returns the commit and the blob ids of the files it wrote."""
         prefix = f"{self.sub_path}/" if self.sub_path else ""
         marks = self.git_dir / "sync-marks"
         marks.unlink(missing_ok=True)
@@ -206,6 +293,7 @@ class Publisher:
         stream = importer.stdin
         assert stream is not None
         body = message.encode()
+        written: dict[str, str] = {}
         try:
             stream.write(b"".join([
                 b"reset refs/airflow-gitops/publish\ncommit refs/airflow-gitops/publish\nmark :1\n",
@@ -219,9 +307,11 @@ class Publisher:
             with Progress("committing", len(copies)) as progress:
                 for relative in copies:
                     data = (source_root / relative).read_bytes()
+                    written[relative] = blob_id(data)
                     stream.write(b"M 100644 inline %s\ndata %d\n%s\n" % (_quoted(prefix + relative), len(data), data))
                     progress.advance()
             manifest = mirror.manifest_text(files).encode()
+            written[mirror.MANIFEST] = blob_id(manifest)
             stream.write(b"M 100644 inline %s\ndata %d\n%s\n\ndone\n" % (_quoted(prefix + mirror.MANIFEST), len(manifest), manifest))
             stream.close()
         except BrokenPipeError:
@@ -229,7 +319,7 @@ class Publisher:
         error = importer.stderr.read().decode(errors="replace") if importer.stderr else ""
         if importer.wait() != 0:
             raise PublishError(f"cannot commit the DAGs for {self.url} ({self.branch}): {error.strip()}")
-        return marks.read_text().split()[1]
+        return marks.read_text().split()[1], written
 
     def _push(self, commit: str, head: str | None) -> bool:
         """Push `commit` if the remote branch still is `head`; False when it moved meanwhile."""
@@ -260,7 +350,7 @@ class Publisher:
             plan_ = mirror.plan(files, state.tracked, state.managed)
             if dry_run or plan_.empty:
                 return Outcome(None, plan_, attempt - 1)
-            commit = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
+            commit, written = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
             if self._push(commit, state.head):
                 return Outcome(commit, plan_, attempt)
             # Somebody else pushed since our fetch: start again from their commit, with backoff and jitter.

@@ -27,10 +27,14 @@ class SourceFile(NamedTuple):
         return self.path.endswith(".py")
 
 
+def blob_id(data: bytes) -> str:
+    """The id Git gives these bytes as a blob."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def file_digest(path: Path | str) -> str:
     with open(path, "rb") as handle:
-        data = handle.read()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return blob_id(handle.read())
 
 
 def _load_ignore(ignore: Path) -> "pathspec.PathSpec":
