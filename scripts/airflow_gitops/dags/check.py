@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import AirflowGitopsError
 from ..progress import Progress
-from .source import SourceFile
+from .source import SourceFiles
 
 if TYPE_CHECKING:
     from ..airflow_env import AirflowEnvironment
@@ -65,12 +65,12 @@ def _syntax_error(args: tuple[str, str]) -> str | None:
     return None
 
 
-def check_syntax(root: Path, files: dict[str, SourceFile], workers: int, cache_dir: Path | None = None) -> list[str]:
+def check_syntax(root: Path, files: SourceFiles, workers: int, cache_dir: Path | None = None) -> list[str]:
     """file:line of every syntax error; contents that compiled before are not compiled again."""
     known_good_file = cache_dir / f"syntax-ok-py{sys.version_info[0]}{sys.version_info[1]}.txt" if cache_dir else None
     known_good = set(known_good_file.read_text().split()) if known_good_file and known_good_file.is_file() else set()
-    todo = [f for f in files.values() if f.digest not in known_good and f.path.endswith(".py")]
-    python = [(str(root), f.path) for f in todo]
+    todo = sorted(path for path, digest in files.items() if digest not in known_good and path.endswith(".py"))
+    python = [(str(root), path) for path in todo]
     if len(python) < 64:
         results = list(map(_syntax_error, python))
     else:
@@ -81,7 +81,7 @@ def check_syntax(root: Path, files: dict[str, SourceFile], workers: int, cache_d
             for result in pool.map(_syntax_error, python, chunksize=64):
                 results.append(result)
                 progress.advance()
-    good = [f.digest for f, r in zip(todo, results) if r is None]
+    good = [files[path] for path, r in zip(todo, results) if r is None]
     if known_good_file and good:
         # Appended, not rewritten: an edit costs one line; concurrent runs at worst add duplicates.
         known_good_file.parent.mkdir(parents=True, exist_ok=True)
@@ -96,8 +96,8 @@ def _looks_like_dag_file(path: Path) -> bool:
     return b"airflow" in content and b"dag" in content
 
 
-def _cache_key(env: AirflowEnvironment, helpers_digest: str, item: SourceFile) -> str:
-    return hashlib.sha256(f"{env.path.name}\n{helpers_digest}\n{item.digest}".encode()).hexdigest()
+def _cache_key(env: AirflowEnvironment, helpers_digest: str, digest: str) -> str:
+    return hashlib.sha256(f"{env.path.name}\n{helpers_digest}\n{digest}".encode()).hexdigest()
 
 
 def _import_chunk(env: AirflowEnvironment, root: Path, chunk: list[str]) -> dict[str, dict]:
@@ -121,18 +121,18 @@ def _import_chunk(env: AirflowEnvironment, root: Path, chunk: list[str]) -> dict
     return json.loads(marker[-1][len("@@RESULT@@"):])
 
 
-def check_imports(env: AirflowEnvironment, root: Path, files: dict[str, SourceFile], cache_dir: Path,
+def check_imports(env: AirflowEnvironment, root: Path, files: SourceFiles, cache_dir: Path,
                   workers: int) -> CheckReport:
     """Import every DAG file with Airflow's DagBag; refuse import errors and duplicate DAG ids."""
-    python = {p: f for p, f in files.items() if f.is_python}
-    dag_files = {p: f for p, f in python.items() if _looks_like_dag_file(root / p)}
-    helpers = sorted(f"{p}:{f.digest}" for p, f in python.items() if p not in dag_files)
+    python = {p: d for p, d in sorted(files.items()) if p.endswith(".py")}
+    dag_files = {p: d for p, d in python.items() if _looks_like_dag_file(root / p)}
+    helpers = sorted(f"{p}:{d}" for p, d in python.items() if p not in dag_files)
     helpers_digest = hashlib.sha256("\n".join(helpers).encode()).hexdigest()
     cache_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
     todo: list[str] = []
-    for relative, item in dag_files.items():
-        cached = cache_dir / f"{_cache_key(env, helpers_digest, item)}.json"
+    for relative, digest in dag_files.items():
+        cached = cache_dir / f"{_cache_key(env, helpers_digest, digest)}.json"
         if cached.is_file():
             results[relative] = json.loads(cached.read_text())
         else:

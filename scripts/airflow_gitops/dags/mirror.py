@@ -10,7 +10,7 @@ import json
 from typing import NamedTuple
 
 from ..errors import AirflowGitopsError
-from .source import SourceFile
+from .source import SourceFiles
 
 MANIFEST = ".airflow-gitops-managed.json"
 
@@ -35,7 +35,7 @@ class Plan(NamedTuple):
         return {"added": self.added, "changed": self.changed, "removed": self.removed}
 
 
-def manifest_text(source: dict[str, SourceFile]) -> str:
+def manifest_text(source: SourceFiles) -> str:
     return json.dumps({"managed_by": "airflow-gitops sync-dags", "files": sorted(source)}, indent=1) + "\n"
 
 
@@ -71,7 +71,7 @@ def _conflicts(added: list[str], tracked: dict[str, str], removed: list[str]) ->
     return problems
 
 
-def plan(source: dict[str, SourceFile], tracked: dict[str, str], managed: set[str]) -> Plan:
+def plan(source: SourceFiles, tracked: dict[str, str], managed: set[str]) -> Plan:
     """What mirroring `source` into the sub-path would do.
 
     `tracked` maps the paths under the sub-path to their Git blob ids, `managed` is what the
@@ -81,12 +81,14 @@ def plan(source: dict[str, SourceFile], tracked: dict[str, str], managed: set[st
     if "" in tracked:
         raise MirrorError("the sub-path is a file in the DAG repository, not a directory")
     added, changed = [], []
-    for relative, item in source.items():
+    for relative, digest in source.items():
         current = tracked.get(relative)
         if current is None:
             added.append(relative)
-        elif relative not in managed or current != item.digest:
+        elif relative not in managed or current != digest:
             changed.append(relative)
+    added.sort()
+    changed.sort()
     removed = sorted(p for p in managed - source.keys() if p in tracked)
     problems = _conflicts(added, tracked, removed) if added and tracked else []
     if problems:

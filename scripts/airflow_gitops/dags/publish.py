@@ -29,7 +29,7 @@ from .. import gitcli
 from ..errors import AirflowGitopsError
 from ..progress import Progress
 from . import mirror
-from .source import SourceFile, blob_id
+from .source import SourceFiles
 
 # Markers of a push refused because the remote moved (or is moving) under us: fetch and redo.
 _MOVED = ("stale info", "fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value", "failed to lock")
@@ -277,11 +277,10 @@ class Publisher:
 
     # -- one publication -------------------------------------------------------------------------
 
-    def _commit(self, state: RemoteState, plan_: mirror.Plan, source_root: Path, files: dict[str, SourceFile],
-                message: str, author: Identity, committer: Identity) -> tuple[str, dict[str, str]]:
+    def _commit(self, state: RemoteState, plan_: mirror.Plan, source_root: Path, files: SourceFiles,
+                message: str, author: Identity, committer: Identity) -> str:
         """One commit on top of `state.head`: the plan's files streamed to `git fast-import`, which
-        loads only the directories it touches (one process, where an index would need five).
-        Returns the commit and the blob ids of the files it wrote."""
+        loads only the directories it touches (one process, where an index would need five)."""
         prefix = f"{self.sub_path}/" if self.sub_path else ""
         marks = self.git_dir / "sync-marks"
         marks.unlink(missing_ok=True)
@@ -293,7 +292,6 @@ class Publisher:
         stream = importer.stdin
         assert stream is not None
         body = message.encode()
-        written: dict[str, str] = {}
         try:
             stream.write(b"".join([
                 b"reset refs/airflow-gitops/publish\ncommit refs/airflow-gitops/publish\nmark :1\n",
@@ -307,11 +305,9 @@ class Publisher:
             with Progress("committing", len(copies)) as progress:
                 for relative in copies:
                     data = (source_root / relative).read_bytes()
-                    written[relative] = blob_id(data)
                     stream.write(b"M 100644 inline %s\ndata %d\n%s\n" % (_quoted(prefix + relative), len(data), data))
                     progress.advance()
             manifest = mirror.manifest_text(files).encode()
-            written[mirror.MANIFEST] = blob_id(manifest)
             stream.write(b"M 100644 inline %s\ndata %d\n%s\n\ndone\n" % (_quoted(prefix + mirror.MANIFEST), len(manifest), manifest))
             stream.close()
         except BrokenPipeError:
@@ -319,7 +315,7 @@ class Publisher:
         error = importer.stderr.read().decode(errors="replace") if importer.stderr else ""
         if importer.wait() != 0:
             raise PublishError(f"cannot commit the DAGs for {self.url} ({self.branch}): {error.strip()}")
-        return marks.read_text().split()[1], written
+        return marks.read_text().split()[1]
 
     def _push(self, commit: str, head: str | None) -> bool:
         """Push `commit` if the remote branch still is `head`; False when it moved meanwhile."""
@@ -336,7 +332,7 @@ class Publisher:
         self,
         *,
         source_root: Path,
-        files: dict[str, SourceFile],
+        files: SourceFiles,
         message: Callable[[mirror.Plan], str],
         author: Identity,
         committer: Identity,
@@ -350,7 +346,7 @@ class Publisher:
             plan_ = mirror.plan(files, state.tracked, state.managed)
             if dry_run or plan_.empty:
                 return Outcome(None, plan_, attempt - 1)
-            commit, written = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
+            commit = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
             if self._push(commit, state.head):
                 return Outcome(commit, plan_, attempt)
             # Somebody else pushed since our fetch: start again from their commit, with backoff and jitter.

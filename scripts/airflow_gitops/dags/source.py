@@ -7,7 +7,7 @@ import marshal
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pathspec
@@ -18,23 +18,16 @@ _NEVER = {"__pycache__", ".git"}
 _BYTECODE = (".pyc", ".pyo")
 
 
-class SourceFile(NamedTuple):
-    path: str  # POSIX path relative to the source root
-    digest: str  # Git blob id of the content, so it compares directly with a checkout's index
-
-    @property
-    def is_python(self) -> bool:
-        return self.path.endswith(".py")
-
-
-def blob_id(data: bytes) -> str:
-    """The id Git gives these bytes as a blob."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+# The DAG sources: POSIX paths relative to the source root -> the Git blob id of their content,
+# which compares directly with what a Git tree holds.
+SourceFiles = dict[str, str]
 
 
 def file_digest(path: Path | str) -> str:
+    """The blob id Git gives the file's content."""
     with open(path, "rb") as handle:
-        return blob_id(handle.read())
+        data = handle.read()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _load_ignore(ignore: Path) -> "pathspec.PathSpec":
@@ -85,13 +78,13 @@ class _DigestCache:
             tmp.replace(self.path)
 
 
-def scan(root: Path, digest_cache: Path | None = None) -> dict[str, SourceFile]:
-    """Every file Airflow would read under `root`, by relative path, with its content digest."""
+def scan(root: Path, digest_cache: Path | None = None) -> SourceFiles:
+    """Every file Airflow would read under `root`, by relative path, with its blob id (unordered)."""
     if not root.is_dir():
         raise FileNotFoundError(root)
     cache = _DigestCache(digest_cache)
     known, fresh = cache.entries, cache.fresh
-    files: dict[str, SourceFile] = {}
+    files: SourceFiles = {}
     # (directory, its path relative to root with a trailing slash, the ignore rules that apply)
     stack: list[tuple[str, str, list[tuple[str, "pathspec.PathSpec"]]]] = [(str(root), "", [])]
     while stack:
@@ -113,8 +106,8 @@ def scan(root: Path, digest_cache: Path | None = None) -> dict[str, SourceFile]:
                 entry_known = known.get(relative)  # inline: this loop runs for every file on every sync
                 if entry_known is not None and entry_known[0] == stat.st_mtime_ns and entry_known[1] == stat.st_size:
                     fresh[relative] = entry_known
-                    files[relative] = SourceFile(relative, entry_known[2])
+                    files[relative] = entry_known[2]
                 else:
-                    files[relative] = SourceFile(relative, cache.digest(relative, entry.path, stat))
+                    files[relative] = cache.digest(relative, entry.path, stat)
     cache.save()
-    return dict(sorted(files.items()))
+    return files
