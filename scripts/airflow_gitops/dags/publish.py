@@ -112,14 +112,18 @@ def _parse_tree(listing: bytes, prefix: str) -> dict[str, str]:
 class Publisher:
     """One publication to `url`'s `branch`, holding the cache's lock from start to end.
 
-    `state()` (fetch the branch, read its files) may run in a thread while the
-    caller checks the DAGs; `publish()` then plans, commits and pushes until the push lands.
+    `begin()` starts the fetch and `state()` (finish it, read the branch's files) may run in a
+    thread while the caller checks the DAGs; `publish()` then plans, commits and pushes until the
+    push lands.
     """
 
     def __init__(self, *, url: str, branch: str, sub_path: str, cache: Path):
         self.url, self.branch, self.sub_path = url, branch, sub_path
         self.git_dir = workdir_for(cache, url, branch)
         self.tracking_ref = f"refs/remotes/origin/{branch}"
+        self._fetching: subprocess.Popen | None = None
+        self._recalled: tuple[str, dict[str, str], set[str]] | None = None  # loaded while the fetch runs
+        self._unsaved: RemoteState | None = None  # read, not yet remembered
         self._lock = _locked(self.git_dir)
 
     def __enter__(self) -> "Publisher":
@@ -155,12 +159,13 @@ class Publisher:
 
     def _read(self) -> RemoteState:
         """The fetched head, its files under the sub-path and its manifest: from what the cache
-        remembers of an earlier head plus `git diff-tree` when it can, or read in full."""
-        remembered = self._remembered()
+        remembers of an earlier head plus `git diff-tree` when it can, or read in full. The new
+        state is remembered later, while the push is on its way (`_save_memory`)."""
+        remembered, self._recalled = self._recalled or self._remembered(), None
         state = self._read_changes(*remembered) if remembered else None
         if state is None:
             state = self._read_in_full()
-        self._remember(state)
+        self._unsaved = state
         return state
 
     def _read_in_full(self) -> RemoteState:
@@ -229,7 +234,10 @@ class Publisher:
         except (OSError, ValueError, EOFError, TypeError):
             return None
 
-    def _remember(self, state: RemoteState) -> None:
+    def _save_memory(self) -> None:
+        state, self._unsaved = self._unsaved, None
+        if state is None:
+            return
         if state.head is None:
             self._memory.unlink(missing_ok=True)
             return
@@ -237,27 +245,46 @@ class Publisher:
         building.write_bytes(marshal.dumps((state.head, state.tracked, sorted(state.managed))))
         building.replace(self._memory)
 
-    def state(self) -> RemoteState:
-        """The remote branch as it is now (only its last commit is downloaded)."""
+    def begin(self) -> None:
+        """Prepare the cache and start fetching, from the calling thread (a thread of its own would
+        wait for the interpreter lock while the DAGs are checked); `state()` finishes the fetch."""
         if not self._usable():
             self._create()
         self._remove_stale_locks()
+        self._fetching = self._start_fetch()
+
+    def state(self) -> RemoteState:
+        """The remote branch as it is now (only its last commit is downloaded)."""
+        fetching, self._fetching = self._fetching, None
+        if fetching is None:
+            self.begin()
+            fetching, self._fetching = self._fetching, None
+        self._recalled = self._remembered()  # while the fetch runs
         try:
-            return self.fetch()
+            return self._finish_fetch(fetching)
         except _DamagedCache:
             self._create()  # damaged beyond stale locks: start again from the remote
             return self.fetch()
 
     def fetch(self) -> RemoteState:
+        return self._finish_fetch(self._start_fetch())
+
+    def _start_fetch(self) -> subprocess.Popen:
         # Git's automatic maintenance is checked here rather than by every fetch (its own spawn
         # costs ~7 ms of the edit loop's hot path); forced updates need no report, we never merge.
         if self._due_for_maintenance():
             self._git("maintenance", "run", "--auto", "--quiet", check=False)  # gc detaches, as after any fetch
-        fetched = self._git("-c", "fetch.showForcedUpdates=false", "fetch", "--quiet", "--no-tags", "--depth=1",
-                            "--no-auto-maintenance", "origin", f"+refs/heads/{self.branch}:{self.tracking_ref}", check=False)
-        if fetched.returncode != 0:
-            if "couldn't find remote ref" not in fetched.stderr.lower():
-                raise PublishError(f"cannot fetch {self.branch} from {self.url}: {fetched.stderr.strip()}")
+        return subprocess.Popen(
+            ["git", "--git-dir", str(self.git_dir), "-c", "fetch.showForcedUpdates=false", "fetch", "--quiet", "--no-tags",
+             "--depth=1", "--no-auto-maintenance", "origin", f"+refs/heads/{self.branch}:{self.tracking_ref}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+
+    def _finish_fetch(self, fetching: subprocess.Popen) -> RemoteState:
+        error = fetching.communicate()[1]
+        if fetching.returncode != 0:
+            if "couldn't find remote ref" not in error.lower():
+                raise PublishError(f"cannot fetch {self.branch} from {self.url}: {error.strip()}")
             self._git("update-ref", "-d", self.tracking_ref)  # the branch is gone (or never existed)
         return self._read()
 
@@ -319,14 +346,16 @@ class Publisher:
 
     def _push(self, commit: str, head: str | None) -> bool:
         """Push `commit` if the remote branch still is `head`; False when it moved meanwhile."""
-        pushed = self._git("push", "--porcelain", f"--force-with-lease=refs/heads/{self.branch}:{head or ''}",
-                           "origin", f"{commit}:refs/heads/{self.branch}", check=False)
-        if pushed.returncode == 0:
+        pushing = subprocess.Popen(
+            ["git", "--git-dir", str(self.git_dir), "push", "--porcelain", f"--force-with-lease=refs/heads/{self.branch}:{head or ''}",
+             "origin", f"{commit}:refs/heads/{self.branch}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._save_memory()  # meanwhile
+        out, error = pushing.communicate()
+        if pushing.returncode == 0:
             return True
-        said = f"{pushed.stdout}\n{pushed.stderr}"
-        if any(marker in said for marker in _MOVED):
+        if any(marker in f"{out}\n{error}" for marker in _MOVED):
             return False
-        raise PublishError(f"push to {self.url} ({self.branch}) failed: {pushed.stderr.strip() or pushed.stdout.strip()}")
+        raise PublishError(f"push to {self.url} ({self.branch}) failed: {error.strip() or out.strip()}")
 
     def publish(
         self,
@@ -345,6 +374,7 @@ class Publisher:
         for attempt in range(1, max_attempts + 1):
             plan_ = mirror.plan(files, state.tracked, state.managed)
             if dry_run or plan_.empty:
+                self._save_memory()
                 return Outcome(None, plan_, attempt - 1)
             commit = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
             if self._push(commit, state.head):

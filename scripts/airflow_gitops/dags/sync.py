@@ -132,23 +132,27 @@ def sync_dags(
 
     with publish.Publisher(url=destination.repo, branch=destination.branch, sub_path=destination.sub_path,
                            cache=sync_cache) as publisher:
+        publisher.begin()  # git fetch runs while the DAGs are checked
         known = _InBackground(publisher.state)
-        revision_of_source = _InBackground(source_revision, root, source)
+        try:
+            revision_of_source = _InBackground(source_revision, root, source)
+            digest_cache = cache_dir(root) / "dag-source" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
+            files = scan(source, digest_cache)
+            problems = check.check_syntax(source, files, workers, cache_dir(root) / "dag-check")
+            if problems:
+                raise check.DagCheckError(problems)
+            report = check.CheckReport()
+            if import_check:
+                from ..airflow_env import ensure_airflow
 
-        digest_cache = cache_dir(root) / "dag-source" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
-        files = scan(source, digest_cache)
-        problems = check.check_syntax(source, files, workers, cache_dir(root) / "dag-check")
-        if problems:
-            raise check.DagCheckError(problems)
-        report = check.CheckReport()
-        if import_check:
-            from ..airflow_env import ensure_airflow
-
-            env = ensure_airflow(root, destination.airflow_version, requirements_of(source))
-            report = check.check_imports(env, source, files, cache_dir(root) / "dag-check", workers)
-        revision, dirty = revision_of_source.result()
+                env = ensure_airflow(root, destination.airflow_version, requirements_of(source))
+                report = check.check_imports(env, source, files, cache_dir(root) / "dag-check", workers)
+            revision, dirty = revision_of_source.result()
+            state = known.result()
+        finally:
+            known.join()  # the cache is not released while its fetch is still running
         outcome = publisher.publish(
-            source_root=source, files=files, state=known.result(),
+            source_root=source, files=files, state=state,
             message=lambda plan: commit_message(target, revision, dirty, plan),
             author=identity, committer=committer_identity, dry_run=dry_run,
         )
