@@ -19,7 +19,8 @@ import pytest
 
 from airflow_gitops.dags.check import DagCheckError
 from airflow_gitops.dags.mirror import MirrorError
-from airflow_gitops.dags.publish import PublishError
+from airflow_gitops.dags.publish import Identity, PublishError, Publisher
+from airflow_gitops.dags.source import scan
 from airflow_gitops.dags.sync import sync_dags
 from conftest import REPO
 
@@ -395,3 +396,78 @@ def test_changes_made_by_others_in_the_sub_path_are_seen_on_the_next_sync(tmp_pa
         memory.write_bytes(b"not marshal")
     write_dag(source, "c.py")
     assert sync(source, url, import_check=False).plan.added == ["c.py"]
+
+
+def publisher(url: str, cache: Path, sub_path: str = "dags") -> Publisher:
+    return Publisher(url=url, branch="main", sub_path=sub_path, cache=cache)
+
+
+AUTHOR = Identity("t", "t@e")
+
+
+def test_a_nested_sub_path_under_somebody_elses_file_is_refused(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"team": "a file owned by humans\n"})
+    head = remote_head(url)
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    with publisher(url, cache, sub_path="team/dags") as pub, pytest.raises(MirrorError, match="team is a file, so the sub-path team/dags"):
+        pub.publish(source_root=source, files=scan(source), message=lambda plan: "x", author=AUTHOR, committer=AUTHOR)
+    assert remote_head(url) == head
+
+
+def test_a_file_changed_after_its_check_is_not_published(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    head = remote_head(url)
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    files = scan(source)  # what the checks saw
+    (source / "a.py").write_text("x = (\n")
+    with publisher(url, cache) as pub, pytest.raises(PublishError, match="a.py: changed after it was checked; nothing was pushed"):
+        pub.publish(source_root=source, files=files, message=lambda plan: "x", author=AUTHOR, committer=AUTHOR)
+    assert remote_head(url) == head
+
+
+def test_a_managed_file_removed_by_hand_is_dropped_from_the_managed_list(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    write_dag(source, "x.py")
+    sync(source, url, import_check=False)
+    push_from_clone(url, tmp_path, lambda work: (work / "dags" / "x.py").unlink())
+    (source / "x.py").unlink()
+    result = sync(source, url, import_check=False)
+    assert result.status == "published" and result.plan.manifest_outdated
+    assert "list of managed files brought up to date" in result.plan.summary()
+    # A person's own x.py, added later, is theirs: never removed.
+    push_from_clone(url, tmp_path, lambda work: (work / "dags" / "x.py").write_text("# a person's file\n"))
+    assert sync(source, url, import_check=False).status == "up-to-date"
+    assert remote_tree(url)["dags/x.py"] == "# a person's file\n"
+
+
+def test_sources_and_manifests_sync_dags_cannot_use_are_refused_clearly(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    push_from_clone(url, tmp_path, lambda work: ((work / "dags").mkdir(),
+                                                 (work / "dags" / ".airflow-gitops-managed.json").write_bytes(b"\xff\xfe")))
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    with pytest.raises(MirrorError, match="not a manifest written by sync-dags"):
+        sync(source, url, import_check=False)
+    (source / ".airflow-gitops-managed.json").write_text("{}")
+    with pytest.raises(MirrorError, match="may not hold a file of this name"):
+        sync(source, bare_repo(tmp_path / "other.git"), import_check=False)
+    (source / ".airflow-gitops-managed.json").unlink()
+    (source / "generated.py").write_text("x = " + "1+" * 100000 + "1\n")
+    with pytest.raises(DagCheckError) as error:
+        sync(source, url, import_check=False)
+    assert error.value.problems == ["generated.py: cannot be compiled: an expression is nested too deeply"]
+
+
+def test_a_lock_left_on_the_server_is_named_when_the_push_gives_up(tmp_path, cache):
+    url = bare_repo(tmp_path / "dags.git", {"README.md": "x\n"})
+    (tmp_path / "dags.git" / "refs" / "heads" / "main.lock").write_text("")
+    source = tmp_path / "src"
+    write_dag(source, "a.py")
+    with publisher(url, cache) as pub, pytest.raises(PublishError) as error:
+        pub.publish(source_root=source, files=scan(source), message=lambda plan: "x", author=AUTHOR, committer=AUTHOR, max_attempts=2)
+    assert "gave up after 2 attempts" in str(error.value) and "main.lock': File exists" in str(error.value)
+    assert "remove it there" in str(error.value)

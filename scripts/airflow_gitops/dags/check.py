@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import AirflowGitopsError
 from ..progress import Progress
-from .source import SourceFiles
+from .source import SourceFiles, blob_id
 
 if TYPE_CHECKING:
     from ..airflow_env import AirflowEnvironment
@@ -53,15 +53,22 @@ class CheckReport(NamedTuple):
     dag_ids: dict[str, list[str]] = {}  # never mutated
 
 
-def _syntax_error(args: tuple[str, str]) -> str | None:
-    root, relative = args
+def _syntax_error(args: tuple[str, str, str]) -> str | None:
+    root, relative, digest = args
     path = Path(root) / relative
     try:
-        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        content = path.read_bytes()
+        if blob_id(content) != digest:  # what passes must be exactly what is published
+            return f"{relative}: changed while it was being checked: run sync-dags again"
+        compile(content, str(path), "exec", dont_inherit=True)
     except SyntaxError as error:
         return f"{relative}:{error.lineno}: syntax error: {error.msg}"
     except ValueError as error:  # null bytes and the like
         return f"{relative}: cannot be compiled: {error}"
+    except (RecursionError, MemoryError):  # expressions nested too deeply for the parser
+        return f"{relative}: cannot be compiled: an expression is nested too deeply"
+    except FileNotFoundError:
+        return f"{relative}: removed while it was being checked: run sync-dags again"
     return None
 
 
@@ -70,7 +77,7 @@ def check_syntax(root: Path, files: SourceFiles, workers: int, cache_dir: Path |
     known_good_file = cache_dir / f"syntax-ok-py{sys.version_info[0]}{sys.version_info[1]}.txt" if cache_dir else None
     known_good = set(known_good_file.read_text().split()) if known_good_file and known_good_file.is_file() else set()
     todo = sorted(path for path, digest in files.items() if digest not in known_good and path.endswith(".py"))
-    python = [(str(root), path) for path in todo]
+    python = [(str(root), path, files[path]) for path in todo]
     if len(python) < 64:
         results = list(map(_syntax_error, python))
     else:

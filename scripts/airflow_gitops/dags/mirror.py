@@ -23,23 +23,28 @@ class Plan(NamedTuple):
     added: list[str]
     changed: list[str]
     removed: list[str]
+    # The manifest lists files that are no longer ours (removed by somebody else): rewritten, so
+    # that a file of the same name added later by a person is never taken for ours.
+    manifest_outdated: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.changed or self.removed)
+        return not (self.added or self.changed or self.removed or self.manifest_outdated)
 
     def summary(self) -> str:
-        return f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed"
+        counts = f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed"
+        return counts + ("; list of managed files brought up to date" if self.manifest_outdated else "")
 
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"added": self.added, "changed": self.changed, "removed": self.removed}
+    def as_dict(self) -> dict[str, list[str] | bool]:
+        return {"added": self.added, "changed": self.changed, "removed": self.removed,
+                "managed_list_updated": self.manifest_outdated}
 
 
 def manifest_text(source: SourceFiles) -> str:
     return json.dumps({"managed_by": "airflow-gitops sync-dags", "files": sorted(source)}, indent=1) + "\n"
 
 
-def parse_manifest(text: str | None, where: str = MANIFEST) -> set[str]:
+def parse_manifest(text: str | bytes | None, where: str = MANIFEST) -> set[str]:
     """The managed files a manifest lists (none without one)."""
     if not text:
         return set()
@@ -80,6 +85,9 @@ def plan(source: SourceFiles, tracked: dict[str, str], managed: set[str]) -> Pla
     """
     if "" in tracked:
         raise MirrorError("the sub-path is a file in the DAG repository, not a directory")
+    if MANIFEST in source:
+        raise MirrorError(f"{MANIFEST}: the source may not hold a file of this name at its top: sync-dags keeps "
+                          "its list of managed files there. Rename or move it.")
     added, changed = [], []
     for relative, digest in source.items():
         current = tracked.get(relative)
@@ -93,4 +101,4 @@ def plan(source: SourceFiles, tracked: dict[str, str], managed: set[str]) -> Pla
     problems = _conflicts(added, tracked, removed) if added and tracked else []
     if problems:
         raise MirrorError("cannot mirror the DAGs without touching files sync-dags does not manage:\n  " + "\n  ".join(problems))
-    return Plan(added, changed, removed)
+    return Plan(added, changed, removed, manifest_outdated=bool(managed - source.keys() - set(removed)))

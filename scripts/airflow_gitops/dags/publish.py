@@ -29,10 +29,11 @@ from .. import gitcli
 from ..errors import AirflowGitopsError
 from ..progress import Progress
 from . import mirror
-from .source import SourceFiles
+from .source import SourceFiles, blob_id
 
-# Markers of a push refused because the remote moved (or is moving) under us: fetch and redo.
-_MOVED = ("stale info", "fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value", "failed to lock")
+# Markers of a push refused because the remote moved (or another push holds its ref lock right
+# now): fetch and redo. A lock a crashed push left on the server looks the same until we give up.
+_MOVED = ("stale info", "fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value")
 
 
 class PublishError(AirflowGitopsError):
@@ -62,7 +63,7 @@ class RemoteState(NamedTuple):
     managed: set[str]  # the files the manifest at `head` lists
 
 
-class _DamagedCache(Exception):
+class _DamagedCache(PublishError):
     """The cache repository cannot be read: it is rebuilt from the remote."""
 
 
@@ -146,8 +147,9 @@ class Publisher:
         import shutil
 
         shutil.rmtree(self.git_dir, ignore_errors=True)  # an unusable cache, or an older layout
+        for left_over in self.git_dir.parent.glob(f"{self.git_dir.name}.new-*"):  # by killed runs
+            shutil.rmtree(left_over, ignore_errors=True)
         building = self.git_dir.with_name(f"{self.git_dir.name}.new-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
         gitcli.run("init", "--quiet", "--bare", str(building))
         gitcli.run("remote", "add", "origin", self.url, git_dir=building)
         building.rename(self.git_dir)
@@ -170,7 +172,7 @@ class Publisher:
 
     def _read_in_full(self) -> RemoteState:
         prefix = f"{self.sub_path}/" if self.sub_path else ""
-        listing = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", "-z", "--full-tree",
+        listing = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree",
                                     self.tracking_ref, "--", self.sub_path or "."],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         objects = self._git("cat-file", "--batch", check=False, text=False,
@@ -184,7 +186,7 @@ class Publisher:
         head, _, size = header.decode().split(" ")
         # The commit's text is skipped; what follows it is the manifest (`<id> blob <size>`) or `missing`.
         header, _, rest = rest[int(size) + 1:].partition(b"\n")
-        manifest = None if header.endswith(b" missing") else rest[: int(header.split(b" ")[2])].decode()
+        manifest = None if header.endswith(b" missing") else rest[: int(header.split(b" ")[2])]
         if listing.returncode != 0:
             raise _DamagedCache(f"cannot list {self.tracking_ref}")
         return RemoteState(head, _parse_tree(tree, prefix), self._parse_manifest(manifest))
@@ -195,7 +197,7 @@ class Publisher:
         prefix = f"{self.sub_path}/" if self.sub_path else ""
         resolving = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "--quiet",
                                       f"{self.tracking_ref}^{{commit}}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        changes = self._git("diff-tree", "-r", "-z", "--no-renames", old_head, self.tracking_ref, "--",
+        changes = self._git("--literal-pathspecs", "diff-tree", "-r", "-z", "--no-renames", old_head, self.tracking_ref, "--",
                             self.sub_path or ".", check=False, text=False)
         head = resolving.communicate()[0].decode().strip()
         if not head:
@@ -214,11 +216,11 @@ class Publisher:
             else:
                 tracked[relative] = _tracked_id(new_mode, "commit" if new_mode == "160000" else "blob", new_id)
         if manifest_changed:
-            text = self._git("cat-file", "-p", f"{head}:{prefix}{mirror.MANIFEST}", check=False)
+            text = self._git("cat-file", "-p", f"{head}:{prefix}{mirror.MANIFEST}", check=False, text=False)
             managed = self._parse_manifest(text.stdout if text.returncode == 0 else None)
         return RemoteState(head, tracked, managed)
 
-    def _parse_manifest(self, text: str | None) -> set[str]:
+    def _parse_manifest(self, text: bytes | None) -> set[str]:
         prefix = f"{self.sub_path}/" if self.sub_path else ""
         return mirror.parse_manifest(text, f"{self.url} ({self.branch}) {prefix}{mirror.MANIFEST}")
 
@@ -269,6 +271,13 @@ class Publisher:
     def fetch(self) -> RemoteState:
         return self._finish_fetch(self._start_fetch())
 
+    def _fetch_or_rebuild(self) -> RemoteState:
+        try:
+            return self.fetch()
+        except _DamagedCache:
+            self._create()
+            return self.fetch()
+
     def _start_fetch(self) -> subprocess.Popen:
         # Git's automatic maintenance is checked here rather than by every fetch (its own spawn
         # costs ~7 ms of the edit loop's hot path); forced updates need no report, we never merge.
@@ -289,8 +298,9 @@ class Publisher:
         return self._read()
 
     def _due_for_maintenance(self) -> bool:
-        """`git gc --auto`'s own thresholds, counted without starting git: 50 packs, or about 6,700
-        loose objects (estimated, as Git does, from the objects/17 directory)."""
+        """`git gc --auto`'s default thresholds, counted without starting git: more than 50 packs, or
+        about 6,700 loose objects (estimated, as Git does, from the objects/17 directory). Git then
+        applies the user's own gc settings itself."""
         objects = self.git_dir / "objects"
         try:
             packs = sum(1 for name in os.listdir(objects / "pack") if name.endswith(".pack"))
@@ -300,7 +310,7 @@ class Publisher:
             loose = len(os.listdir(objects / "17"))
         except OSError:
             loose = 0
-        return packs > 50 or loose * 256 > 6700
+        return packs > 50 or loose > (6700 + 255) // 256
 
     # -- one publication -------------------------------------------------------------------------
 
@@ -309,6 +319,7 @@ class Publisher:
         """One commit on top of `state.head`: the plan's files streamed to `git fast-import`, which
         loads only the directories it touches (one process, where an index would need five)."""
         prefix = f"{self.sub_path}/" if self.sub_path else ""
+        self._check_parents(state.head)
         marks = self.git_dir / "sync-marks"
         marks.unlink(missing_ok=True)
         importer = subprocess.Popen(
@@ -331,7 +342,7 @@ class Publisher:
             copies = plan_.added + plan_.changed
             with Progress("committing", len(copies)) as progress:
                 for relative in copies:
-                    data = (source_root / relative).read_bytes()
+                    data = self._checked_content(source_root, relative, files[relative])
                     stream.write(b"M 100644 inline %s\ndata %d\n%s\n" % (_quoted(prefix + relative), len(data), data))
                     progress.advance()
             manifest = mirror.manifest_text(files).encode()
@@ -339,22 +350,55 @@ class Publisher:
             stream.close()
         except BrokenPipeError:
             pass  # fast-import stopped early: its message follows
+        except BaseException:
+            importer.kill()  # without `done`, nothing it read is kept
+            importer.wait()
+            raise
         error = importer.stderr.read().decode(errors="replace") if importer.stderr else ""
         if importer.wait() != 0:
             raise PublishError(f"cannot commit the DAGs for {self.url} ({self.branch}): {error.strip()}")
         return marks.read_text().split()[1]
 
-    def _push(self, commit: str, head: str | None) -> bool:
-        """Push `commit` if the remote branch still is `head`; False when it moved meanwhile."""
+    @staticmethod
+    def _checked_content(source_root: Path, relative: str, digest: str) -> bytes:
+        """The file's bytes, refused unless they are the ones the checks passed."""
+        try:
+            data = (source_root / relative).read_bytes()
+        except FileNotFoundError:
+            data = None
+        if data is None or blob_id(data) != digest:
+            state = "removed" if data is None else "changed"
+            raise PublishError(f"{relative}: {state} after it was checked; nothing was pushed: run sync-dags again")
+        return data
+
+    def _check_parents(self, head: str | None) -> None:
+        """A nested sub-path (team/dags) must not sit under a file of somebody else's (team): Git
+        cannot hold both, and the commit would silently replace the file."""
+        parents = [self.sub_path[:i] for i, c in enumerate(self.sub_path) if c == "/"]
+        if not (head and parents):
+            return
+        listing = self._git("--literal-pathspecs", "ls-tree", "-z", "--full-tree", head, "--", *parents, text=False)
+        for record in os.fsdecode(listing.stdout).split("\0"):
+            meta, _, path = record.partition("\t")
+            if meta and meta.split(" ")[1] != "tree":
+                raise mirror.MirrorError(f"{self.url} ({self.branch}): {path} is a file, so the sub-path "
+                                         f"{self.sub_path} cannot be created under it; choose another sub-path")
+
+    def _push(self, commit: str, head: str | None) -> str | None:
+        """Push `commit` if the remote branch still is `head`: None when it landed, Git's refusal
+        when the remote moved meanwhile (raises on any other failure)."""
         pushing = subprocess.Popen(
             ["git", "--git-dir", str(self.git_dir), "push", "--porcelain", f"--force-with-lease=refs/heads/{self.branch}:{head or ''}",
              "origin", f"{commit}:refs/heads/{self.branch}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._save_memory()  # meanwhile
         out, error = pushing.communicate()
         if pushing.returncode == 0:
-            return True
+            return None
+        rejected = [line.split("\t")[-1].strip() for line in out.splitlines() if line.startswith("!")][:1]
+        reason = [" ".join(line.split()) for line in error.splitlines() if "error:" in line][:1]
+        refusal = "; ".join(rejected + reason).rstrip(".") or error.strip()
         if any(marker in f"{out}\n{error}" for marker in _MOVED):
-            return False
+            return refusal
         raise PublishError(f"push to {self.url} ({self.branch}) failed: {error.strip() or out.strip()}")
 
     def publish(
@@ -377,11 +421,15 @@ class Publisher:
                 self._save_memory()
                 return Outcome(None, plan_, attempt - 1)
             commit = self._commit(state, plan_, source_root, files, message(plan_), author, committer)
-            if self._push(commit, state.head):
+            refusal = self._push(commit, state.head)
+            if refusal is None:
                 return Outcome(commit, plan_, attempt)
             # Somebody else pushed since our fetch: start again from their commit, with backoff and jitter.
             import random
 
             time.sleep(min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
-            state = self.fetch()
-        raise PublishError(f"gave up after {max_attempts} attempts: {self.url} ({self.branch}) kept moving during the sync")
+            state = self._fetch_or_rebuild()
+        hint = (" A lock file on the server blocks the branch (a crashed push leaves one): remove it there."
+                if "File exists" in refusal else "")
+        raise PublishError(f"gave up after {max_attempts} attempts to push to {self.url} ({self.branch}); "
+                           f"the last refusal: {refusal}.{hint}")

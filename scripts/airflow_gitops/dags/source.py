@@ -6,6 +6,7 @@ import hashlib
 import marshal
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,11 +24,14 @@ _BYTECODE = (".pyc", ".pyo")
 SourceFiles = dict[str, str]
 
 
-def file_digest(path: Path | str) -> str:
-    """The blob id Git gives the file's content."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+def blob_id(data: bytes) -> str:
+    """The id Git gives these bytes as a blob."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def file_digest(path: Path | str) -> str:
+    with open(path, "rb") as handle:
+        return blob_id(handle.read())
 
 
 def _load_ignore(ignore: Path) -> "pathspec.PathSpec":
@@ -62,11 +66,16 @@ class _DigestCache:
                 self.entries = {}
         self.fresh: dict[str, tuple[int, int, str]] = {}
         self.changed = False
+        # Like Git's "racily clean" rule: a file modified within two seconds of the scan could change
+        # again within its filesystem's timestamp resolution without changing (mtime, size); such a
+        # digest is not remembered, so the next scan reads the file again.
+        self.trust_before_ns = time.time_ns() - 2_000_000_000
 
     def digest(self, relative: str, full_path: str, stat: os.stat_result) -> str:
         """The digest of a file the cache does not know in this version (scan checks the cache inline)."""
         digest = file_digest(full_path)
-        self.fresh[relative] = (stat.st_mtime_ns, stat.st_size, digest)
+        if stat.st_mtime_ns < self.trust_before_ns:
+            self.fresh[relative] = (stat.st_mtime_ns, stat.st_size, digest)
         self.changed = True
         return digest
 
