@@ -17,7 +17,7 @@ from pathlib import Path
 import git
 import pytest
 
-from airflow_gitops.dags.check import DagCheckError
+from airflow_gitops.dags.check import DagCheckError, check_syntax
 from airflow_gitops.dags.mirror import MirrorError
 from airflow_gitops.dags.publish import Identity, PublishError, Publisher
 from airflow_gitops.dags.source import scan
@@ -471,3 +471,17 @@ def test_a_lock_left_on_the_server_is_named_when_the_push_gives_up(tmp_path, cac
         pub.publish(source_root=source, files=scan(source), message=lambda plan: "x", author=AUTHOR, committer=AUTHOR, max_attempts=2)
     assert "gave up after 2 attempts" in str(error.value) and "main.lock': File exists" in str(error.value)
     assert "remove it there" in str(error.value)
+
+
+def test_the_syntax_cache_stays_bounded_and_never_hides_an_error(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "good.py").write_text("a = 1\n")
+    (source / "bad.py").write_text("b = (\n")
+    cache_dir = tmp_path / "dag-check"
+    cache_dir.mkdir()
+    known = cache_dir / f"syntax-ok-py{sys.version_info[0]}{sys.version_info[1]}.txt"
+    known.write_text("".join(f"{i:040x}\n" for i in range(25_000)))  # digests of long-gone files
+    files = scan(source)
+    assert check_syntax(source, files, 1, cache_dir) == ["bad.py:1: syntax error: '(' was never closed"]
+    assert known.read_text().split() == [files["good.py"]]

@@ -75,7 +75,8 @@ def _syntax_error(args: tuple[str, str, str]) -> str | None:
 def check_syntax(root: Path, files: SourceFiles, workers: int, cache_dir: Path | None = None) -> list[str]:
     """file:line of every syntax error; contents that compiled before are not compiled again."""
     known_good_file = cache_dir / f"syntax-ok-py{sys.version_info[0]}{sys.version_info[1]}.txt" if cache_dir else None
-    known_good = set(known_good_file.read_text().split()) if known_good_file and known_good_file.is_file() else set()
+    remembered = known_good_file.read_text().split() if known_good_file and known_good_file.is_file() else []
+    known_good = set(remembered)
     todo = sorted(path for path, digest in files.items() if digest not in known_good and path.endswith(".py"))
     python = [(str(root), path, files[path]) for path in todo]
     if len(python) < 64:
@@ -89,7 +90,13 @@ def check_syntax(root: Path, files: SourceFiles, workers: int, cache_dir: Path |
                 results.append(result)
                 progress.advance()
     good = [files[path] for path, r in zip(todo, results) if r is None]
-    if known_good_file and good:
+    if known_good_file and len(remembered) > max(20_000, 4 * len(files)):
+        # Bounded: past that, only what the current sources use is kept (others are checked again).
+        keep = sorted({d for d in files.values() if d in known_good} | set(good))
+        tmp = known_good_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("\n".join(keep) + "\n")
+        tmp.replace(known_good_file)
+    elif known_good_file and good:
         # Appended, not rewritten: an edit costs one line; concurrent runs at worst add duplicates.
         known_good_file.parent.mkdir(parents=True, exist_ok=True)
         with open(known_good_file, "a") as known:
