@@ -405,13 +405,19 @@ def publisher(url: str, cache: Path, sub_path: str = "dags") -> Publisher:
 AUTHOR = Identity("t", "t@e")
 
 
+def publish_source(pub: Publisher, source: Path, files=None, **kwargs):
+    """One publication of `source` (as scanned now, unless `files` says what the checks saw)."""
+    files = scan(source) if files is None else files
+    return pub.publish(source_root=source, files=files, message=lambda plan: "x", author=AUTHOR, committer=AUTHOR, **kwargs)
+
+
 def test_a_nested_sub_path_under_somebody_elses_file_is_refused(tmp_path, cache):
     url = bare_repo(tmp_path / "dags.git", {"team": "a file owned by humans\n"})
     head = remote_head(url)
     source = tmp_path / "src"
     write_dag(source, "a.py")
     with publisher(url, cache, sub_path="team/dags") as pub, pytest.raises(MirrorError, match="team is a file, so the sub-path team/dags"):
-        pub.publish(source_root=source, files=scan(source), message=lambda plan: "x", author=AUTHOR, committer=AUTHOR)
+        publish_source(pub, source)
     assert remote_head(url) == head
 
 
@@ -423,7 +429,7 @@ def test_a_file_changed_after_its_check_is_not_published(tmp_path, cache):
     files = scan(source)  # what the checks saw
     (source / "a.py").write_text("x = (\n")
     with publisher(url, cache) as pub, pytest.raises(PublishError, match="a.py: changed after it was checked; nothing was pushed"):
-        pub.publish(source_root=source, files=files, message=lambda plan: "x", author=AUTHOR, committer=AUTHOR)
+        publish_source(pub, source, files)
     assert remote_head(url) == head
 
 
@@ -468,7 +474,7 @@ def test_a_lock_left_on_the_server_is_named_when_the_push_gives_up(tmp_path, cac
     source = tmp_path / "src"
     write_dag(source, "a.py")
     with publisher(url, cache) as pub, pytest.raises(PublishError) as error:
-        pub.publish(source_root=source, files=scan(source), message=lambda plan: "x", author=AUTHOR, committer=AUTHOR, max_attempts=2)
+        publish_source(pub, source, max_attempts=2)
     assert "gave up after 2 attempts" in str(error.value) and "main.lock': File exists" in str(error.value)
     assert "remove it there" in str(error.value)
 

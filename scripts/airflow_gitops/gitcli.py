@@ -18,16 +18,19 @@ class GitError(AirflowGitopsError):
     """A git command failed; `stderr` holds what Git said."""
 
     def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str):
-        self.args_, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
         super().__init__(f"git {' '.join(args)} failed: {stderr.strip() or stdout.strip()}")
+
+
+def _command(args: tuple[str, ...], git_dir: Path | None) -> list[str]:
+    return ["git", *(["--git-dir", str(git_dir)] if git_dir else []), *args]
 
 
 def run(*args: str, cwd: Path | None = None, git_dir: Path | None = None, input: str | bytes | None = None,
         env: dict[str, str] | None = None, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
     """`git args...`; raises GitError on a non-zero exit unless `check` is false. With `text` false,
     input and output are bytes (object contents, whose sizes Git gives in bytes)."""
-    command = ["git", *(["--git-dir", str(git_dir)] if git_dir else []), *args]
-    result = subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=text,
+    result = subprocess.run(_command(args, git_dir), cwd=cwd, input=input, capture_output=True, text=text,
                             env={**os.environ, **env} if env else None)
     if check and result.returncode != 0:
         said = [out if isinstance(out, str) else out.decode(errors="replace") for out in (result.stdout, result.stderr)]
@@ -35,6 +38,6 @@ def run(*args: str, cwd: Path | None = None, git_dir: Path | None = None, input:
     return result
 
 
-def output(*args: str, **kwargs) -> str:
-    """The standard output of `git args...`, without its final newline."""
-    return run(*args, **kwargs).stdout.rstrip("\n")
+def start(*args: str, git_dir: Path | None = None, **popen: object) -> subprocess.Popen:
+    """`git args...` started and left running (the caller waits for it): Git works meanwhile."""
+    return subprocess.Popen(_command(args, git_dir), **popen)  # type: ignore[call-overload]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
+from . import gitcli
 from .errors import RepositoryError
 
 
 def _git_top_level(start: Path) -> Path | None:
     if "GIT_DIR" in os.environ or "GIT_WORK_TREE" in os.environ:  # Git's own discovery is overridden: ask Git
-        result = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True)
+        result = gitcli.run("rev-parse", "--show-toplevel", cwd=start, check=False)
         return Path(result.stdout.strip()) if result.returncode == 0 else None
     # Git's discovery, without starting git (every command pays this, sync-dags' edit loop included):
     # the nearest directory holding `.git`, a directory or, for worktrees and submodules, a file.

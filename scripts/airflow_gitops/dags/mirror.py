@@ -59,18 +59,22 @@ def parse_manifest(text: str | bytes | None, where: str = MANIFEST) -> set[str]:
     return set(files)
 
 
+def parent_dirs(path: str) -> list[str]:
+    """a/b/c.py -> [a, a/b]."""
+    return [path[:i] for i, c in enumerate(path) if c == "/"]
+
+
 def _conflicts(added: list[str], tracked: dict[str, str], removed: list[str]) -> list[str]:
     """Added files that would replace a file or directory the mirror does not own (Git cannot hold a
     file and a directory of the same name)."""
     kept = tracked.keys() - set(removed)
-    kept_dirs = {path[:i] for path in kept for i, c in enumerate(path) if c == "/"}
+    kept_dirs = {parent for path in kept for parent in parent_dirs(path)}
     problems = []
     for path in added:
         if path in kept_dirs:
             problems.append(f"{path}: the DAG repository has a directory of that name with files sync-dags does not manage")
         else:
-            parents = [path[:i] for i, c in enumerate(path) if c == "/"]
-            blocking = next((p for p in parents if p in kept), None)
+            blocking = next((p for p in parent_dirs(path) if p in kept), None)
             if blocking is not None:
                 problems.append(f"{path}: the DAG repository has a file {blocking} that sync-dags does not manage")
     return problems

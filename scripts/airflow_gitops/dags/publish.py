@@ -137,6 +137,9 @@ class Publisher:
     def _git(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         return gitcli.run(*args, git_dir=self.git_dir, **kwargs)
 
+    def _start(self, *args: str, **popen: object) -> subprocess.Popen:
+        return gitcli.start(*args, git_dir=self.git_dir, **popen)
+
     # -- the cache -------------------------------------------------------------------------------
 
     def _usable(self) -> bool:
@@ -172,9 +175,8 @@ class Publisher:
 
     def _read_in_full(self) -> RemoteState:
         prefix = f"{self.sub_path}/" if self.sub_path else ""
-        listing = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree",
-                                    self.tracking_ref, "--", self.sub_path or "."],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        listing = self._start("--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", self.tracking_ref, "--",
+                              self.sub_path or ".", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         objects = self._git("cat-file", "--batch", check=False, text=False,
                             input=f"{self.tracking_ref}^{{commit}}\n{self.tracking_ref}:{prefix}{mirror.MANIFEST}\n".encode())
         tree = listing.communicate()[0]
@@ -195,8 +197,8 @@ class Publisher:
         """The remembered state of `old_head` moved to the fetched head with `git diff-tree`, which only
         reads what changed (None: read in full)."""
         prefix = f"{self.sub_path}/" if self.sub_path else ""
-        resolving = subprocess.Popen(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "--quiet",
-                                      f"{self.tracking_ref}^{{commit}}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        resolving = self._start("rev-parse", "--verify", "--quiet", f"{self.tracking_ref}^{{commit}}",
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         changes = self._git("--literal-pathspecs", "diff-tree", "-r", "-z", "--no-renames", old_head, self.tracking_ref, "--",
                             self.sub_path or ".", check=False, text=False)
         head = resolving.communicate()[0].decode().strip()
@@ -257,37 +259,30 @@ class Publisher:
 
     def state(self) -> RemoteState:
         """The remote branch as it is now (only its last commit is downloaded)."""
-        fetching, self._fetching = self._fetching, None
-        if fetching is None:
+        if self._fetching is None:
             self.begin()
-            fetching, self._fetching = self._fetching, None
+        fetching, self._fetching = self._fetching, None
         self._recalled = self._remembered()  # while the fetch runs
+        return self._finish_or_rebuild(fetching)
+
+    def fetch(self) -> RemoteState:
+        return self._finish_or_rebuild(self._start_fetch())
+
+    def _finish_or_rebuild(self, fetching: subprocess.Popen) -> RemoteState:
         try:
             return self._finish_fetch(fetching)
         except _DamagedCache:
             self._create()  # damaged beyond stale locks: start again from the remote
-            return self.fetch()
-
-    def fetch(self) -> RemoteState:
-        return self._finish_fetch(self._start_fetch())
-
-    def _fetch_or_rebuild(self) -> RemoteState:
-        try:
-            return self.fetch()
-        except _DamagedCache:
-            self._create()
-            return self.fetch()
+            return self._finish_fetch(self._start_fetch())
 
     def _start_fetch(self) -> subprocess.Popen:
         # Git's automatic maintenance is checked here rather than by every fetch (its own spawn
         # costs ~7 ms of the edit loop's hot path); forced updates need no report, we never merge.
         if self._due_for_maintenance():
             self._git("maintenance", "run", "--auto", "--quiet", check=False)  # gc detaches, as after any fetch
-        return subprocess.Popen(
-            ["git", "--git-dir", str(self.git_dir), "-c", "fetch.showForcedUpdates=false", "fetch", "--quiet", "--no-tags",
-             "--depth=1", "--no-auto-maintenance", "origin", f"+refs/heads/{self.branch}:{self.tracking_ref}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
+        return self._start("-c", "fetch.showForcedUpdates=false", "fetch", "--quiet", "--no-tags", "--depth=1",
+                           "--no-auto-maintenance", "origin", f"+refs/heads/{self.branch}:{self.tracking_ref}",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def _finish_fetch(self, fetching: subprocess.Popen) -> RemoteState:
         error = fetching.communicate()[1]
@@ -322,11 +317,9 @@ class Publisher:
         self._check_parents(state.head)
         marks = self.git_dir / "sync-marks"
         marks.unlink(missing_ok=True)
-        importer = subprocess.Popen(
-            ["git", "--git-dir", str(self.git_dir), "-c", "fastimport.unpackLimit=0", "fast-import", "--quiet", "--force",
-             "--date-format=now", "--done", f"--export-marks={marks}"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        importer = self._start("-c", "fastimport.unpackLimit=0", "fast-import", "--quiet", "--force", "--date-format=now",
+                               "--done", f"--export-marks={marks}",
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stream = importer.stdin
         assert stream is not None
         body = message.encode()
@@ -374,22 +367,21 @@ class Publisher:
     def _check_parents(self, head: str | None) -> None:
         """A nested sub-path (team/dags) must not sit under a file of somebody else's (team): Git
         cannot hold both, and the commit would silently replace the file."""
-        parents = [self.sub_path[:i] for i, c in enumerate(self.sub_path) if c == "/"]
+        parents = mirror.parent_dirs(self.sub_path)
         if not (head and parents):
             return
         listing = self._git("--literal-pathspecs", "ls-tree", "-z", "--full-tree", head, "--", *parents, text=False)
-        for record in os.fsdecode(listing.stdout).split("\0"):
-            meta, _, path = record.partition("\t")
-            if meta and meta.split(" ")[1] != "tree":
+        for path, entry in _parse_tree(listing.stdout, "").items():
+            if not entry.startswith("040000:tree:"):
                 raise mirror.MirrorError(f"{self.url} ({self.branch}): {path} is a file, so the sub-path "
                                          f"{self.sub_path} cannot be created under it; choose another sub-path")
 
     def _push(self, commit: str, head: str | None) -> str | None:
         """Push `commit` if the remote branch still is `head`: None when it landed, Git's refusal
         when the remote moved meanwhile (raises on any other failure)."""
-        pushing = subprocess.Popen(
-            ["git", "--git-dir", str(self.git_dir), "push", "--porcelain", f"--force-with-lease=refs/heads/{self.branch}:{head or ''}",
-             "origin", f"{commit}:refs/heads/{self.branch}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pushing = self._start("push", "--porcelain", f"--force-with-lease=refs/heads/{self.branch}:{head or ''}",
+                              "origin", f"{commit}:refs/heads/{self.branch}",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._save_memory()  # meanwhile
         out, error = pushing.communicate()
         if pushing.returncode == 0:
@@ -428,7 +420,7 @@ class Publisher:
             import random
 
             time.sleep(min(4.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
-            state = self._fetch_or_rebuild()
+            state = self.fetch()
         hint = (" A lock file on the server blocks the branch (a crashed push leaves one): remove it there."
                 if "File exists" in refusal else "")
         raise PublishError(f"gave up after {max_attempts} attempts to push to {self.url} ({self.branch}); "

@@ -7,8 +7,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from .names import CHECK_NAMES  # noqa: F401  (re-exported: the checks in the order of the table)
-
 Status = Literal["ok", "fail", "skip"]
 
 # The not-an-environment target (compiled/bootstrap): checked where a check applies to it.

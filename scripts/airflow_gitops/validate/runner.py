@@ -14,12 +14,13 @@ from .. import inventory
 from ..errors import AirflowGitopsError, InventoryError
 from . import (airflow_config, dags_check, inventory_schema, kubernetes_schemas, kustomize_build, secrets_scan,
                security_policy, up_to_date)
-from .model import CHECK_NAMES, Context, Outcome
+from .model import Context, Outcome
+from .names import CHECK_NAMES
 
 # In the order of the table; each module has NAME and run(Context) -> {target: Outcome}.
 CHECKS: tuple[ModuleType, ...] = (inventory_schema, up_to_date, kubernetes_schemas, kustomize_build,
                                   security_policy, secrets_scan, airflow_config, dags_check)
-assert tuple(c.NAME for c in CHECKS) == CHECK_NAMES, "model.CHECK_NAMES must list runner.CHECKS in order"
+assert tuple(c.NAME for c in CHECKS) == CHECK_NAMES, "names.CHECK_NAMES must list runner.CHECKS in order"
 
 
 @dataclass
