@@ -17,8 +17,9 @@ def _compile(args: argparse.Namespace) -> int:
     from .kapitan_runner import compile_targets
 
     root = find_root()
-    compile_targets(root, targets=args.target or None)
-    print(f"compiled {', '.join(args.target) if args.target else 'every environment'} into compiled/")
+    changes = compile_targets(root, targets=args.target or None)
+    print(f"compiled {', '.join(args.target) if args.target else 'every environment'} into compiled/ "
+          f"({changes} file{'' if changes == 1 else 's'} written or removed)")
     return 0
 
 

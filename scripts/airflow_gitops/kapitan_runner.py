@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from . import compiled_tree
 from .errors import CompileError
 
 # Kapitan prints a traceback per failed target, then one "Error compiling <target>: <message>"
@@ -33,8 +37,26 @@ def kapitan_executable() -> str:
     return str(candidate) if candidate.exists() else "kapitan"
 
 
-def run_kapitan(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([kapitan_executable(), *args], cwd=root, capture_output=True, text=True)
+# Settings of the runtimes inside kapitan, each kept when the user has set it:
+# - RUST_LIB_BACKTRACE=0: where RUST_BACKTRACE=1 is set (many developer and CI machines set it),
+#   reclass-rs captures a backtrace for every lookup it tries and drops; rendering the inventory
+#   of 51 targets took 0.63 s instead of 0.08 s. Panics still print theirs; messages are the same.
+# - GOGC=400: go-jsonnet allocates tens of MB of short-lived values per environment, and Go's
+#   default (collect whenever the heap doubled) spent about a fifth of each evaluation in the
+#   collector; 400 saves ~0.6 s of a 50-environment compile for ~30 MB more per worker.
+RUNTIME_SETTINGS = {"RUST_LIB_BACKTRACE": "0", "GOGC": "400"}
+
+
+def kapitan_environment(tmpdir: Path | None = None) -> dict[str, str]:
+    """This process's environment with RUNTIME_SETTINGS added (and kapitan's temporary directory
+    under `tmpdir`, when given)."""
+    env = {**RUNTIME_SETTINGS, **os.environ}
+    return env if tmpdir is None else {**env, "TMPDIR": str(tmpdir)}
+
+
+def run_kapitan(args: list[str], root: Path, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([kapitan_executable(), *args], cwd=root, capture_output=True, text=True,
+                          env=kapitan_environment(tmpdir))
 
 
 def _clean(message: str) -> str:
@@ -58,15 +80,29 @@ def explain_failure(output: str) -> str:
     return "\n".join(dict.fromkeys(lines))
 
 
-def compile_targets(root: Path, output_path: Path | None = None, targets: list[str] | None = None) -> str:
-    """Compile (all or some) targets; raises CompileError naming the file and key on failure."""
-    args = ["compile"]
-    if output_path is not None:
-        args += ["--output-path", str(output_path)]
+def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, tmpdir: Path) -> str:
+    args = ["compile", "--output-path", str(output_path)]
     if targets:
         args += ["--targets", *targets]
-    result = run_kapitan(args, root)
+    result = run_kapitan(args, root, tmpdir)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise CompileError(explain_failure(output))
     return output
+
+
+@contextmanager
+def fresh_compile(root: Path, targets: list[str] | None = None) -> Iterator[Path]:
+    """Compile (all or some) targets into a scratch directory and yield its compiled/ tree;
+    raises CompileError naming the file and key on failure."""
+    with compiled_tree.scratch_directory() as scratch:
+        _kapitan_compile(root, scratch, targets, tmpdir=scratch)
+        yield scratch / "compiled"
+
+
+def compile_targets(root: Path, targets: list[str] | None = None) -> int:
+    """`kapitan compile`, with compiled/ updated file by file (compiled_tree explains why): the
+    same bytes as a plain `kapitan compile`, and a failed compile changes nothing. Returns how
+    many files were written or removed."""
+    with fresh_compile(root, targets) as fresh:
+        return compiled_tree.update(fresh, root / "compiled", targets)

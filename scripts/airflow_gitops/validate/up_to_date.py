@@ -4,11 +4,11 @@ A hand edit or a forgotten `make compile` shows as stale, with the files and a s
 from __future__ import annotations
 
 import difflib
-import tempfile
 from pathlib import Path
 
+from ..compiled_tree import scratch_directory
 from ..errors import CompileError
-from ..kapitan_runner import compile_targets, copy_compile_inputs
+from ..kapitan_runner import copy_compile_inputs, fresh_compile
 from .model import BOOTSTRAP, Context, Outcome
 
 NAME = "up-to-date"
@@ -44,16 +44,15 @@ def compare(committed: Path, fresh: Path, prefix: str) -> list[str]:
 
 
 def run(ctx: Context) -> dict[str, Outcome]:
-    with tempfile.TemporaryDirectory(prefix="airflow-gitops-validate-") as tmp:
-        work = Path(tmp)
+    # The inputs are copied so that refs a new target needs are not written into the checkout.
+    with scratch_directory() as work:
         copy_compile_inputs(ctx.root, work)
         try:
-            compile_targets(work)
+            with fresh_compile(work) as fresh:
+                outcomes = {t: Outcome.failed(compare(ctx.compiled / t, fresh / t, f"compiled/{t}")) for t in ctx.targets}
+                produced = {p.name for p in fresh.iterdir()}
         except CompileError as error:
             return {t: Outcome.failed([f"the compile fails: {error}"]) for t in ctx.targets}
-        fresh = work / "compiled"
-        outcomes = {t: Outcome.failed(compare(ctx.compiled / t, fresh / t, f"compiled/{t}")) for t in ctx.targets}
-        produced = {p.name for p in fresh.iterdir()}
         leftovers = sorted(p.name for p in ctx.compiled.iterdir() if p.is_dir() and p.name not in produced) if ctx.compiled.is_dir() else []
     if leftovers and ctx.include_bootstrap:
         extra = [f"compiled/{name}/: no target compiles it any more; delete it" for name in leftovers]

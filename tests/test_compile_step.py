@@ -1,0 +1,109 @@
+"""`make compile`'s step (`airflow-gitops compile`): kapitan compiles into a scratch directory and
+compiled/ is brought to the same bytes file by file, writing only what changed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import read_tree
+
+from airflow_gitops.compiled_tree import SCRATCH_ENV, mirror
+
+CLI = str(Path(sys.executable).with_name("airflow-gitops"))
+STAGING = "inventory/targets/staging.yml"
+
+
+def compile_step(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if not (repo / ".git").exists():
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    return subprocess.run([CLI, "compile", *args], cwd=repo, capture_output=True, text=True, env=env)
+
+
+def identities(tree: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(tree)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in tree.rglob("*") if p.is_file()}
+
+
+def test_the_compile_step_leaves_the_bytes_of_a_plain_kapitan_compile(scratch_repo, fresh_repo):
+    compiled = scratch_repo / "compiled"
+    (compiled / "dev" / "manifests" / "base" / "configmap-airflow-config.yaml").write_text("edited by hand\n")
+    (compiled / "staging" / "manifests" / "base" / "notes.yaml").write_text("written by hand\n")
+    (compiled / "prod" / "argocd" / "application-airflow-prod.yaml").unlink()
+    (compiled / "removed-environment" / "manifests").mkdir(parents=True)
+    (compiled / "removed-environment" / "manifests" / "namespace.yaml").write_text("kind: Namespace\n")
+    result = compile_step(scratch_repo)
+    assert result.returncode == 0, result.stderr
+    assert "(4 files written or removed)" in result.stdout
+    assert read_tree(compiled) == read_tree(fresh_repo / "compiled")
+
+
+def test_a_recompile_with_nothing_changed_writes_no_file(scratch_repo):
+    assert compile_step(scratch_repo).returncode == 0
+    before = identities(scratch_repo / "compiled")
+    result = compile_step(scratch_repo)
+    assert result.returncode == 0, result.stderr
+    assert "(0 files written or removed)" in result.stdout
+    assert identities(scratch_repo / "compiled") == before
+
+
+def test_a_changed_value_rewrites_only_the_files_it_changes(scratch_repo):
+    target = scratch_repo / STAGING
+    target.write_text(target.read_text() + "    scheduler:\n      replicas: 3\n")
+    before = identities(scratch_repo / "compiled")
+    result = compile_step(scratch_repo)
+    assert result.returncode == 0, result.stderr
+    after = identities(scratch_repo / "compiled")
+    changed = sorted(name for name in after if before.get(name) != after[name])
+    # Two schedulers get a PodDisruptionBudget, which the workloads' kustomization lists.
+    assert changed == [
+        "staging/manifests/workloads/deployment-airflow-scheduler.yaml",
+        "staging/manifests/workloads/kustomization.yaml",
+        "staging/manifests/workloads/poddisruptionbudget-airflow-scheduler.yaml",
+    ]
+    assert "replicas: 3" in (scratch_repo / "compiled" / changed[0]).read_text()
+
+
+def test_compiling_one_target_updates_only_its_folder(scratch_repo):
+    dev_file = scratch_repo / "compiled" / "dev" / "manifests" / "kustomization.yaml"
+    staging_file = scratch_repo / "compiled" / "staging" / "manifests" / "kustomization.yaml"
+    original = dev_file.read_text()
+    dev_file.write_text("edited\n")
+    staging_file.write_text("edited\n")
+    result = compile_step(scratch_repo, "--target", "dev")
+    assert result.returncode == 0, result.stderr
+    assert dev_file.read_text() == original
+    # As with `kapitan compile -t dev`: the other environments are not touched.
+    assert staging_file.read_text() == "edited\n"
+
+
+def test_a_failed_compile_changes_nothing_and_leaves_no_scratch(scratch_repo, tmp_path):
+    target = scratch_repo / STAGING
+    target.write_text(target.read_text() + "    scheduler:\n      replicas: three\n")
+    before = read_tree(scratch_repo / "compiled")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = compile_step(scratch_repo, env={**os.environ, SCRATCH_ENV: str(scratch)})
+    assert result.returncode == 1
+    assert "parameters.airflow.scheduler.replicas: 'three' is not an integer" in result.stderr
+    assert read_tree(scratch_repo / "compiled") == before
+    assert list(scratch.iterdir()) == []
+
+
+def test_mirror_replaces_files_by_folders_and_back(tmp_path):
+    fresh, dest = tmp_path / "fresh", tmp_path / "dest"
+    (fresh / "was-a-file").mkdir(parents=True)
+    (fresh / "was-a-file" / "inside.yaml").write_text("a\n")
+    (fresh / "was-a-folder").write_text("b\n")
+    (fresh / "was-a-link").write_text("c\n")
+    (dest / "was-a-folder").mkdir(parents=True)
+    (dest / "was-a-folder" / "old.yaml").write_text("old\n")
+    (dest / "was-a-file").write_text("old\n")
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("not ours\n")
+    (dest / "was-a-link").symlink_to(outside)
+    mirror(fresh, dest)
+    assert read_tree(dest) == read_tree(fresh)
+    assert not (dest / "was-a-link").is_symlink()
+    assert outside.read_text() == "not ours\n"
