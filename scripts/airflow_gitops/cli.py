@@ -14,8 +14,13 @@ from .repo import find_root
 
 
 def _compile(args: argparse.Namespace) -> int:
+    import signal
+
     from .kapitan_runner import compile_targets
 
+    # Stopped with SIGTERM (CI timeouts, editors' task runners), unwind like Ctrl-C so that the
+    # scratch directory, which may be in memory, is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     root = find_root()
     changes = compile_targets(root, targets=args.target or None)
     print(f"compiled {', '.join(args.target) if args.target else 'every environment'} into compiled/ "

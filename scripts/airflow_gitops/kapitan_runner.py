@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from .errors import CompileError
 # line followed by the Jsonnet stack; that line is what the user needs.
 _ERROR_LINE = re.compile(r"^Error compiling (?P<target>\S+): (?P<message>.+)$", re.MULTILINE)
 _RECLASS_ERROR = re.compile(r"^(Reclass-rs error: .+|Inventory error: .+)$", re.MULTILINE)
+_COMPILING = re.compile(r"Compiling (?P<selected>\d+)/(?P<discovered>\d+) targets")
 _RECLASS_NODE = re.compile(r"^Reclass-rs error: Error while rendering inventory: Error rendering node (?P<node>[^:\s]+): (?P<message>.+)$")
 
 
@@ -55,8 +57,18 @@ def kapitan_environment(tmpdir: Path | None = None) -> dict[str, str]:
 
 
 def run_kapitan(args: list[str], root: Path, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([kapitan_executable(), *args], cwd=root, capture_output=True, text=True,
-                          env=kapitan_environment(tmpdir))
+    """Runs kapitan in a process group of its own: interrupted, this process stops kapitan's
+    compile workers too, before their scratch directory is removed under them."""
+    command = [kapitan_executable(), *args]
+    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=kapitan_environment(tmpdir), start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _clean(message: str) -> str:
@@ -81,6 +93,8 @@ def explain_failure(output: str) -> str:
 
 
 def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, tmpdir: Path) -> str:
+    # --output-path moves compiled/ only: refs are still written to kapitan/refs of `root`. (It
+    # would move the fetched `dependencies:` of an input too; no component uses them.)
     args = ["compile", "--output-path", str(output_path)]
     if targets:
         args += ["--targets", *targets]
@@ -101,8 +115,14 @@ def fresh_compile(root: Path, targets: list[str] | None = None) -> Iterator[Path
 
 
 def compile_targets(root: Path, targets: list[str] | None = None) -> int:
-    """`kapitan compile`, with compiled/ updated file by file (compiled_tree explains why): the
-    same bytes as a plain `kapitan compile`, and a failed compile changes nothing. Returns how
-    many files were written or removed."""
-    with fresh_compile(root, targets) as fresh:
-        return compiled_tree.update(fresh, root / "compiled", targets)
+    """`kapitan compile`, with compiled/ updated file by file (compiled_tree explains why): what a
+    plain `kapitan compile` leaves, and a failed compile changes nothing. Returns how many files
+    were written or removed."""
+    for name in targets or []:
+        compiled_tree.target_folder(name)  # a bad name is refused before anything runs
+    with compiled_tree.scratch_directory() as scratch:
+        output = _kapitan_compile(root, scratch, targets, tmpdir=scratch)
+        # Naming every target is a full compile for kapitan: folders of removed targets go too.
+        counts = _COMPILING.search(output)
+        everything = counts is not None and counts["selected"] == counts["discovered"]
+        return compiled_tree.update(scratch / "compiled", root / "compiled", None if everything else targets)
