@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from . import compiled_tree
 from .errors import CompileError
@@ -92,7 +93,13 @@ def explain_failure(output: str) -> str:
     return "\n".join(dict.fromkeys(lines))
 
 
-def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, tmpdir: Path) -> str:
+class FreshCompile(NamedTuple):
+    tree: Path  # the compiled/ tree kapitan wrote
+    every_target: bool  # kapitan compiled every target of the inventory (a full compile)
+
+
+def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, tmpdir: Path) -> bool:
+    """Whether kapitan compiled every target: naming them all is a full compile for kapitan."""
     # --output-path moves compiled/ only: refs are still written to kapitan/refs of `root`. (It
     # would move the fetched `dependencies:` of an input too; no component uses them.)
     args = ["compile", "--output-path", str(output_path)]
@@ -102,16 +109,17 @@ def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, t
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise CompileError(explain_failure(output))
-    return output
+    counts = _COMPILING.search(output)
+    return counts is not None and counts["selected"] == counts["discovered"]
 
 
 @contextmanager
-def fresh_compile(root: Path, targets: list[str] | None = None) -> Iterator[Path]:
-    """Compile (all or some) targets into a scratch directory and yield its compiled/ tree;
-    raises CompileError naming the file and key on failure."""
+def fresh_compile(root: Path, targets: list[str] | None = None) -> Iterator[FreshCompile]:
+    """Compile (all or some) targets into a scratch directory, removed afterwards; raises
+    CompileError naming the file and key on failure."""
     with compiled_tree.scratch_directory() as scratch:
-        _kapitan_compile(root, scratch, targets, tmpdir=scratch)
-        yield scratch / "compiled"
+        every_target = _kapitan_compile(root, scratch, targets, tmpdir=scratch)
+        yield FreshCompile(scratch / "compiled", every_target)
 
 
 def compile_targets(root: Path, targets: list[str] | None = None) -> int:
@@ -120,9 +128,6 @@ def compile_targets(root: Path, targets: list[str] | None = None) -> int:
     were written or removed."""
     for name in targets or []:
         compiled_tree.target_folder(name)  # a bad name is refused before anything runs
-    with compiled_tree.scratch_directory() as scratch:
-        output = _kapitan_compile(root, scratch, targets, tmpdir=scratch)
-        # Naming every target is a full compile for kapitan: folders of removed targets go too.
-        counts = _COMPILING.search(output)
-        everything = counts is not None and counts["selected"] == counts["discovered"]
-        return compiled_tree.update(scratch / "compiled", root / "compiled", None if everything else targets)
+    with fresh_compile(root, targets) as fresh:
+        # A full compile also removes the folders of targets no longer in the inventory.
+        return compiled_tree.update(fresh.tree, root / "compiled", None if fresh.every_target else targets)

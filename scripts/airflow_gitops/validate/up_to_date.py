@@ -49,8 +49,8 @@ def run(ctx: Context) -> dict[str, Outcome]:
         copy_compile_inputs(ctx.root, work)
         try:
             with fresh_compile(work) as fresh:
-                outcomes = {t: Outcome.failed(compare(ctx.compiled / t, fresh / t, f"compiled/{t}")) for t in ctx.targets}
-                produced = {p.name for p in fresh.iterdir()}
+                outcomes = {t: Outcome.failed(compare(ctx.compiled / t, fresh.tree / t, f"compiled/{t}")) for t in ctx.targets}
+                produced = {p.name for p in fresh.tree.iterdir()}
         except CompileError as error:
             return {t: Outcome.failed([f"the compile fails: {error}"]) for t in ctx.targets}
         leftovers = sorted(p.name for p in ctx.compiled.iterdir() if p.is_dir() and p.name not in produced) if ctx.compiled.is_dir() else []
