@@ -63,8 +63,13 @@ local group(obj) =
 // the migration Job (healthy once it succeeded), then the workloads that wait for migrations
 // anyway, and last the Job applying connections, variables and pools (it needs the migrated
 // database). Flux ignores the annotation.
+// Claims go with the workloads that mount them: a WaitForFirstConsumer class binds a claim only
+// once a pod using it is scheduled, and Argo CD waits for a Pending claim (Progressing) before
+// the next wave, so a claim in an earlier wave than its first consumer never binds. The
+// migration Job mounts no claim.
 local wave(obj) =
   if obj.kind == 'Namespace' then '-3'
+  else if obj.kind == 'PersistentVolumeClaim' then '0'
   else
     local g = group(obj);
     if g == 'base' then '-2'

@@ -21,5 +21,8 @@ local g = p.gitops;
     selfHeal=g.argocd.self_heal,
     // Ref tags need revealing; ExternalSecrets are plain objects.
     sourceType=if p.secrets.mode == 'kapitan-refs' then 'plugin' else 'kustomize',
+    // Removing the environment from Git (the app of apps prunes this Application) removes its
+    // workloads too; the namespace and the claims holding data stay (Delete=false).
+    cascade=true,
   ),
 }

@@ -71,6 +71,7 @@ local redisObjects = if c.broker.mode != 'bundled' then [] else [
   k.statefulSet.new(a.names.redis, a.namespace, 1, a.selectorLabels('redis'), redisPod)
   + k.statefulSet.withServiceName(a.names.redis)
   + k.statefulSet.withVolumeClaimTemplate('data', redis.storage_size, redis.storage_class)
+  + k.statefulSet.withRetainedClaims()
   + k.statefulSet.withLabels(a.labels('redis'))
   + k.statefulSet.withPodLabels(a.labels('redis'))
   + k.statefulSet.withPodAnnotations({ 'checksum/redis-config': std.md5(redisConf) }),

@@ -32,15 +32,18 @@ local kustomization(step, dependsOn, extra) =
            + extra,
   };
 
-local healthCheck(kind, objectName, apiVersion='apps/v1') = { apiVersion: apiVersion, kind: kind, name: objectName, namespace: p.namespace };
-// The External Secrets Operator must have written the Secrets before anything reads them.
-local secretChecks =
-  if p.secrets.mode != 'external-secrets' then []
-  else [
-    healthCheck('ExternalSecret', n, 'external-secrets.io/v1')
-    for n in [a.names.secrets, a.names.adminPasswords] + (if p.database.mode == 'bundled' then [a.names.metadataDb] else [])
-  ];
-local baseChecks = (if p.database.mode == 'bundled' then [healthCheck('StatefulSet', a.names.postgres)] else []) + secretChecks;
+// Every workload a Kustomization applies is waited for (Deployments and StatefulSets ready, Jobs
+// succeeded), and in base every ExternalSecret (the operator must have written the Secrets before
+// anything reads them): the objects of each directory, as components/main.jsonnet writes them.
+local manifests = import '../main.jsonnet';
+local checkedKinds = ['Deployment', 'StatefulSet', 'Job', 'ExternalSecret'];
+local healthChecks(step) = [
+  local obj = manifests[file];
+  { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name, namespace: p.namespace }
+  for file in std.objectFields(manifests)
+  if std.startsWith(file, step + '/') && std.objectHas(manifests[file], 'kind') && std.member(checkedKinds, manifests[file].kind)
+];
+local baseChecks = healthChecks('base');
 
 local objects = [
   source,
@@ -51,14 +54,9 @@ local objects = [
                 if baseChecks != [] then { healthChecks: baseChecks } else {}),
   // wait: a Job is ready once it succeeded; a failed migration stops the workloads here.
   kustomization('migrations', 'base', { wait: true }),
-  // The long-running components (not wait: true: a LoadBalancer Service still waiting for an
+  // The workloads and Jobs (not wait: true: a LoadBalancer Service still waiting for an
   // address is no reason to mark the environment failed).
-  kustomization('workloads', 'migrations', {
-    healthChecks: [
-      healthCheck('Deployment', n)
-      for n in [a.names.apiServer, a.names.scheduler, a.names.dagProcessor, a.names.triggerer]
-    ],
-  }),
+  kustomization('workloads', 'migrations', { healthChecks: healthChecks('workloads') }),
 ];
 
 // kustomization.yaml lets the bootstrap (compiled/bootstrap/flux) include this directory.

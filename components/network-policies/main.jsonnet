@@ -48,8 +48,13 @@ local logStorePort = if a.logStore == null || a.logStore.port == 443 then null e
 
 k.files(if !np.enabled then [] else [
   policy('airflow-default-deny', {}, ingress=[], egress=[]),
+  // network_policies.dns: the cluster's DNS pods, and addresses no pod selector matches (the
+  // link-local address of NodeLocal DNSCache on every node).
   policy('airflow-dns', {}, egress=[{
-    to: [{ namespaceSelector: {} }],
+    to: [
+      { namespaceSelector: if np.dns.namespace_labels == {} then {} else { matchLabels: np.dns.namespace_labels } }
+      + (if np.dns.pod_labels == {} then {} else { podSelector: { matchLabels: np.dns.pod_labels } }),
+    ] + [{ ipBlock: { cidr: cidr } } for cidr in np.dns.ip_blocks],
     ports: [{ protocol: 'UDP', port: 53 }, tcp(53)],
   }]),
   // The UI, the REST API and the Execution API the workers call.

@@ -43,12 +43,9 @@ k.files([
   + k.statefulSet.withVolumeClaimTemplate('data', db.storage_size, db.storage_class)
   + k.statefulSet.withLabels(a.labels('postgres'))
   + k.statefulSet.withPodLabels(a.labels('postgres'))
-  // The metadata database: neither GitOps engine deletes it when it disappears from compiled/
-  // (e.g. a switch to database.mode: external); its claim is the StatefulSet controller's anyway.
-  + k.statefulSet.withAnnotations({
-    'kustomize.toolkit.fluxcd.io/prune': 'disabled',
-    'argocd.argoproj.io/sync-options': 'Prune=false',
-  }),
+  // The metadata database lives on the claim, which outlives the StatefulSet (a switch to
+  // database.mode: external, or the environment's removal, stops PostgreSQL but keeps its data).
+  + k.statefulSet.withRetainedClaims(),
   // Headless: the StatefulSet's governing Service; clients reach the single pod directly.
   k.service.new(name, a.namespace, a.selectorLabels('postgres'), [k.service.port('postgres', 5432)])
   + { spec+: { clusterIP: 'None' } }

@@ -5,11 +5,9 @@ local k = import 'k8s.libsonnet';
 local p = a.params;
 
 // Data that must outlive a removal from Git: neither GitOps engine deletes these claims when
-// they disappear from compiled/ (delete them by hand when really meant).
-local keep = k.pvc.withAnnotations({
-  'kustomize.toolkit.fluxcd.io/prune': 'disabled',
-  'argocd.argoproj.io/sync-options': 'Prune=false',
-});
+// they disappear from compiled/ or when the whole environment is removed (delete them by hand
+// when really meant: README, "Remove an environment").
+local keep = k.pvc.withAnnotations(a.keepOnRemoval);
 
 k.files([
   if p.logs.persistence == 'pvc' then

@@ -61,6 +61,14 @@ local executors = std.split(p.executor, ',');
   isLocalExecutor: std.member(executors, 'LocalExecutor'),
   isBundle: p.dags.mode == 'bundle',
   apiServerUrl: 'http://%s.%s.svc.cluster.local:%d' % [names.apiServer, ns, p.api_server.service.port],
+  // Annotations of what holds data (the namespace, claims): neither engine prunes it when it
+  // leaves Git, nor deletes it with the environment (Argo CD Application deleted, Flux
+  // Kustomization pruned).
+  keepOnRemoval: {
+    'kustomize.toolkit.fluxcd.io/prune': 'disabled',
+    'argocd.argoproj.io/sync-options': 'Prune=false,Delete=false',
+  },
+
   // A secret's file in the `secrets` volume (secrets.libsonnet).
   secretFile(name):: paths.secrets + '/' + name,
 

@@ -13,10 +13,13 @@
 
   // sourceType: 'plugin' (reveal Kapitan refs), 'kustomize' (a directory with kustomization.yaml,
   // detected by Argo CD) or 'directory'.
-  application(name, namespace, project, repoURL, revision, path, server, destinationNamespace, prune, selfHeal, sourceType='plugin'):: {
+  // `cascade`: deleting the Application deletes what it applied (Argo CD's resources finalizer),
+  // except objects annotated Delete=false; without it they would be left running, unmanaged.
+  application(name, namespace, project, repoURL, revision, path, server, destinationNamespace, prune, selfHeal, sourceType='plugin', cascade=false):: {
     apiVersion: 'argoproj.io/v1alpha1',
     kind: 'Application',
-    metadata: { name: name, namespace: namespace, labels: $.labels('application') },
+    metadata: { name: name, namespace: namespace, labels: $.labels('application') }
+              + (if cascade then { finalizers: ['resources-finalizer.argocd.argoproj.io'] } else {}),
     spec: {
       project: project,
       source: { repoURL: repoURL, targetRevision: revision, path: path }

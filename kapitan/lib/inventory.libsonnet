@@ -178,6 +178,54 @@ local combinationErrors(airflow) = [
   if airflow.celery.workers.autoscaling.mode == 'hpa' && airflow.celery.workers.autoscaling.min_replicas == 0
 ] + reservedEnvErrors(airflow) + missingRefs(airflow);
 
+// What a first install or a production environment would otherwise get wrong silently.
+local placeholderHosts = ['example.com', 'example.org', 'example.net', '/example/', ':example/'];
+local productionErrors(airflow) =
+  local repoUrl = airflow.gitops.repo_url;
+  local placeholder = [h for h in placeholderHosts if std.length(std.findSubstr(h, std.asciiLower(repoUrl))) > 0];
+  local rwxClaims = [
+    c for c in [
+      if airflow.logs.persistence == 'pvc' then { key: 'logs.pvc', what: 'the task logs claim' },
+      if airflow.dags.mode == 'pvc' && airflow.dags.pvc.create then { key: 'dags.pvc', what: 'the DAG claim' },
+    ] if c != null
+  ];
+  local tag = airflow.image.tag;
+  local bareTag = if std.startsWith(tag, 'slim-') then std.substr(tag, 5, std.length(tag) - 5) else tag;
+  [
+    '%s: parameters.airflow.gitops.repo_url: %s: Argo CD or Flux would deploy this environment from a repository that is not yours; set it to the Git URL of your fork of this repository (once for every environment, in inventory/classes/gitops-repository.yml)'
+    % [targetFile, if repoUrl == '' then 'is empty' else '%s is an example URL' % std.manifestJson(repoUrl)]
+    for _ in [null]
+    if repoUrl == '' || placeholder != []
+  ] + [
+    '%s: parameters.airflow.api_server.base_url: is empty in a %s environment: Airflow writes it into task log links, e-mails and callbacks (they would point at localhost); set it to the URL people open the UI at, such as https://airflow.example.com (only profiles.dev may leave it empty)'
+    % [targetFile, airflow.profile]
+    for _ in [null]
+    if airflow.profile != 'dev' && airflow.api_server.base_url == ''
+  ] + [
+    '%s: parameters.airflow.%s.storage_class: is empty: %s is ReadWriteMany, which the default storage class of most clusters (EKS, GKE, AKS) cannot provide, so it would stay Pending and the first sync would never finish; set it to your cluster\'s ReadWriteMany class (EFS: efs-sc, GKE Filestore: standard-rwx, AKS: azurefile-csi, an NFS provisioner\'s class)'
+    % [targetFile, c.key, c.what]
+    for c in rwxClaims
+    if std.get(std.get(airflow, std.split(c.key, '.')[0], {}), 'pvc', {}).storage_class == ''
+  ] + [
+    '%s: parameters.airflow.image.tag: %s does not name Airflow %s (parameters.airflow.version), and every check (DAGs, airflow.cfg options) uses that version: set version to the image\'s Airflow version, or, for a custom image built on Airflow %s, set parameters.airflow.image.carries_version: true'
+    % [targetFile, std.manifestJson(tag), airflow.version, airflow.version]
+    for _ in [null]
+    if !std.get(airflow.image, 'carries_version', false) && bareTag != airflow.version && !std.startsWith(bareTag, airflow.version + '-')
+  ];
+
+// A choice (executor, DAG mode, database mode...) made by two classes: the later one would win
+// silently while the earlier one's other settings stay (classes record their choices in
+// parameters.airflow.chosen_by; reclass appends the lists).
+local choiceErrors(airflow) =
+  local chosen = std.get(airflow, 'chosen_by', {});
+  [
+    '%s: parameters.airflow.%s: chosen by two classes, %s (%s) and %s (%s): the later class wins silently while the earlier one\'s other settings stay; keep one of them in the target\'s classes (a profile includes its own choices: see its classes)'
+    % [targetFile, key, classes[0].class, std.manifestJson(classes[0].value), classes[1].class, std.manifestJson(classes[1].value)]
+    for key in std.objectFields(chosen)
+    for classes in [std.uniq(std.sort(chosen[key], function(c) c.class), function(c) c.class)]
+    if std.length(classes) > 1
+  ];
+
 local checked =
   if unknownTopLevel != [] then
     error '%s: parameters.%s: unknown key (allowed keys: %s)' % [targetFile, unknownTopLevel[0], std.join(', ', knownTopLevel)]
@@ -188,7 +236,9 @@ local checked =
     if !result.valid then error 'invalid inventory: ' + (import 'inventory-errors.libsonnet')(schema, parameters.airflow, targetFile, result.reason)
     else if reservedErrors != [] then error 'invalid inventory: ' + reservedErrors[0]
     else
-      local problems = unknownConfigErrors(parameters.airflow) + combinationErrors(parameters.airflow);
+      // A clash of classes first: it explains the other problems it causes.
+      local problems = choiceErrors(parameters.airflow) + unknownConfigErrors(parameters.airflow)
+                       + combinationErrors(parameters.airflow) + productionErrors(parameters.airflow);
       if problems != [] then error 'invalid inventory: ' + problems[0]
       else parameters.airflow;
 

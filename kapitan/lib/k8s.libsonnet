@@ -185,6 +185,9 @@
     withServiceName(serviceName):: { spec+: { serviceName: serviceName } },
     // Pods start and stop together, not one by one (workers share no state).
     withParallelPodManagement():: { spec+: { podManagementPolicy: 'Parallel' } },
+    // The claims of volumeClaimTemplates stay when the set is deleted or scaled in (the
+    // Kubernetes default, spelled out: the data must never go with the workload).
+    withRetainedClaims():: { spec+: { persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' } } },
     // apiVersion and kind are spelled out: without them Argo CD shows the set OutOfSync forever.
     withVolumeClaimTemplate(name, size, storageClass='', accessModes=['ReadWriteOnce']):: {
       spec+: {

@@ -63,6 +63,10 @@ local baseVolumes = configVolumes + [
 
 local baseMounts = configMounts + [k.container.mount('logs', paths.logs)] + remoteCredentials.mounts;
 
+// A run-once command's volumes (`airflow db migrate`): its own scratch logs directory, never the
+// shared logs claim (it runs before any workload, when a WaitForFirstConsumer claim is unbound).
+local standaloneVolumes = configVolumes + [k.volume.emptyDir('logs')];
+
 // Node selection, spreading and priority of a component's pods (`params` is its inventory
 // block; spreading and priority default to parameters.airflow.placement).
 local placement(params, selector) =
@@ -132,6 +136,9 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
   configMounts: configMounts,
   baseVolumes: baseVolumes,
   baseMounts: baseMounts,
+  standaloneVolumes: standaloneVolumes,
+  // The same paths as baseMounts, on standaloneVolumes.
+  standaloneMounts: configMounts + [k.container.mount('logs', paths.logs)],
   waitForMigrations: waitForMigrations,
   logGroomer: logGroomer,
   placement: placement,

@@ -22,7 +22,9 @@ local ref(name, generator='random:str:43') = '?{base64:targets/%s/%s||%s}' % [en
     // 32 bytes a Fernet key needs.
     'fernet-key': ref('fernet_key') + '=',
     'api-secret-key': ref('api_secret_key'),
-    'jwt-secret': ref('jwt_secret'),
+    // Airflow signs its tokens with HS512: PyJWT warns about (and RFC 7518 forbids) an HMAC key
+    // shorter than the hash, 64 bytes. 86 characters of 6 bits each carry 64 bytes of entropy.
+    'jwt-secret': ref('jwt_secret', 'random:str:86'),
   },
 
   adminPassword: ref('admin_password', 'random:str:24'),
