@@ -96,7 +96,9 @@ local volume = {
 };
 
 local container =
-  a.container('apply', ['python', specDir + '/apply.py', specDir + '/objects.json', '/tmp/objects'], p.migrations.resources)
+  a.container('apply', ['python', specDir + '/apply.py', specDir + '/objects.json', '/tmp/objects'], p.migrations.resources,
+              // Importing connections and variables encrypts them.
+              ['database', 'fernet-key'])
   + k.container.withVolumeMounts(a.baseMounts + [
     k.container.mount('objects', specDir, readOnly=true),
     k.container.mount('objects-tmp', '/tmp/objects'),
@@ -106,7 +108,7 @@ local pod =
   k.podSpec.new([container], name)
   + k.podSpec.withInitContainers([a.waitForMigrations])
   + k.podSpec.withVolumes(a.baseVolumes + [
-    a.secretsVolume,
+    a.secretsVolume(['database', 'fernet-key']),
     k.volume.configMap('objects', name),
     k.volume.emptyDir('objects-tmp', medium='Memory', sizeLimit='16Mi'),
   ] + (if secretValues == [] then [] else [volume]))

@@ -4,15 +4,19 @@ local k = import 'k8s.libsonnet';
 
 local p = a.params;
 local c = p.api_server;
+// Readiness asks Airflow's health (it queries the database); liveness and start-up only ask
+// whether the server answers (/api/v2/version: no database, no authentication), so that a slow
+// database never restarts every replica at once.
 local health = '/api/v2/monitor/health';
+local alive = '/api/v2/version';
 
 local main =
-  a.container('api-server', ['api-server'], c.resources)
+  a.container('api-server', ['api-server'], c.resources, ['database', 'fernet-key', 'api-secret-key', 'jwt-secret'])
   + k.container.withPorts([k.container.containerPort('http', c.port)])
   + k.container.withProbes(
     readiness=k.probe.http(health, 'http', periodSeconds=10),
-    liveness=k.probe.http(health, 'http', periodSeconds=15, failureThreshold=5),
-    startup=k.probe.http(health, 'http', periodSeconds=10, failureThreshold=30),
+    liveness=k.probe.http(alive, 'http', periodSeconds=15, failureThreshold=5),
+    startup=k.probe.http(alive, 'http', periodSeconds=10, failureThreshold=30),
   )
   + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)]);
 
@@ -48,6 +52,9 @@ local objects = a.component('api-server', a.names.apiServer, c, main,
                               k.volume.secret('admin-password', a.names.adminPasswords),
                             ],
                             extraInitContainers=[writePasswords],
+                            extraSecrets=['admin-password'],
+                            // With the KubernetesExecutor, a running task's log is read from its pod.
+                            apiAccess=a.isKubernetesExecutor,
                             minReplicas=if hpa.enabled then hpa.min_replicas else c.replicas,
                             maxReplicas=if hpa.enabled then hpa.max_replicas else c.replicas,
                             autoscaled=hpa.enabled);
@@ -98,4 +105,5 @@ local httpRoute =
     }
     + k.object.withLabels(a.labels('api-server'));
 
-k.files(objects + [service, autoscaler, ingress, httpRoute])
+k.files(objects + [service, autoscaler, ingress, httpRoute]
+        + (if a.isKubernetesExecutor then a.podReader(a.names.apiServer, 'api-server') else []))

@@ -74,7 +74,8 @@ local redisObjects = if c.broker.mode != 'bundled' then [] else [
   + k.statefulSet.withRetainedClaims()
   + k.statefulSet.withLabels(a.labels('redis'))
   + k.statefulSet.withPodLabels(a.labels('redis'))
-  + k.statefulSet.withPodAnnotations({ 'checksum/redis-config': std.md5(redisConf) }),
+  // The password is read at start: a new one rolls Redis (and its clients, by their own checksums).
+  + k.statefulSet.withPodAnnotations({ 'checksum/redis-config': std.md5(redisConf) } + a.checksum(['redis-password'])),
   k.service.new(a.names.redis, a.namespace, a.selectorLabels('redis'), [k.service.port('redis', 6379)])
   + k.service.withLabels(a.labels('redis')),
   k.serviceAccount.new(a.names.redis, a.namespace) + k.serviceAccount.withLabels(a.labels('redis')),
@@ -83,7 +84,11 @@ local redisObjects = if c.broker.mode != 'bundled' then [] else [
 // --- Workers ---------------------------------------------------------------------------------
 local workerLogsPort = 8793;
 local worker =
-  a.container('worker', ['celery', 'worker', '--queues', std.join(',', w.queues)], w.resources)
+  a.container('worker', ['celery', 'worker', '--queues', std.join(',', w.queues)], w.resources,
+              // Tasks run here: no signing key, no fernet key, no metadata database URL
+              // (Celery's result backend is the one database use left); the API secret key checks
+              // the api-server's log-fetching tokens.
+              ['broker', 'result-backend', 'api-secret-key'])
   // dumb-init (the image's PID 1) would pass SIGTERM to the whole process group and kill the
   // running tasks; with this it reaches the Celery main process alone, which then stops taking
   // tasks and waits for the running ones (warm shutdown).
@@ -165,7 +170,7 @@ local hpa = [
 local f = c.flower;
 local flowerAuthDir = '/opt/airflow/flower-auth';
 local flower =
-  a.container('flower', ['celery', 'flower'], f.resources)
+  a.container('flower', ['celery', 'flower'], f.resources, ['broker'])
   + k.container.withEnv([
     k.container.envValue('AIRFLOW__CELERY__FLOWER_PORT', f.port),
     // Basic auth as admin:<generated password>, read from a file like the other secrets.
@@ -180,7 +185,7 @@ local flowerParams = { replicas: 1, pdb: { enabled: false } };
 local flowerObjects = if !f.enabled then [] else
   a.component('flower', a.names.flower, flowerParams, flower, extraVolumes=[
     k.volume.secret('flower-auth', a.names.celerySecrets, items={ 'flower-password': 'flower-password' }),
-  ]) + [
+  ], extraSecrets=['flower-password']) + [
     k.service.new(a.names.flower, a.namespace, a.selectorLabels('flower'), [k.service.port('flower', f.port)])
     + k.service.withLabels(a.labels('flower')),
   ];

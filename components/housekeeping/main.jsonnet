@@ -25,7 +25,7 @@ local dbClean =
     'bash', '-c',
     'exec airflow db clean --clean-before-timestamp "$(date -u -d "-' + h.db_clean.retention_days
     + ' days" +%Y-%m-%dT%H:%M:%S+00:00)" --skip-archive --yes',
-  ], h.db_clean.resources, direct=true)
+  ], h.db_clean.resources, ['database'], direct=true)
   + k.container.withVolumeMounts(a.baseMounts);
 
 // It talks to the Kubernetes API only: no database, no secret, just airflow.cfg.
@@ -47,7 +47,7 @@ local withCleanupPods = h.cleanup_pods.enabled && a.isKubernetesExecutor;
 
 k.files(
   (if withDbClean then [
-     cronJob('airflow-db-clean', h.db_clean.schedule, pod(dbClean, name, a.baseVolumes + [a.secretsVolume])),
+     cronJob('airflow-db-clean', h.db_clean.schedule, pod(dbClean, name, a.baseVolumes + [a.secretsVolume(['database'])])),
      a.serviceAccount(name, 'housekeeping'),
    ] else [])
   + (if withCleanupPods then [

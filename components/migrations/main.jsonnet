@@ -10,12 +10,12 @@ local kap = import 'lib/kapitan.libjsonnet';
 
 local p = a.params;
 local container =
-  a.container('db-migrate', ['db', 'migrate'], p.migrations.resources, direct=true)
+  a.container('db-migrate', ['db', 'migrate'], p.migrations.resources, ['database'], direct=true)
   + k.container.withVolumeMounts(a.standaloneMounts);
 
 local pod =
   k.podSpec.new([container], 'airflow-migrations')
-  + k.podSpec.withVolumes(a.standaloneVolumes + [a.secretsVolume])
+  + k.podSpec.withVolumes(a.standaloneVolumes + [a.secretsVolume(['database'])])
   + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
   + k.podSpec.withImagePullSecrets(p.image.pull_secrets);
 

@@ -8,6 +8,25 @@ local db = p.database.bundled;
 local name = a.names.postgres;
 local uid = 999;  // the postgres user of the official Debian-based image
 
+// The image reads POSTGRES_PASSWORD_FILE only when it creates the data directory. So that a
+// rotated password (a new ref or store value; the pod rolls on its checksum) really becomes the
+// role's password, every start sets it again over the local socket, where the image trusts
+// the server's own user, reading it from the file inside psql (never on a command line).
+local setPassword = |||
+  #!/bin/sh
+  set -eu
+  tries=0
+  until pg_isready -q -h /var/run/postgresql; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 120 ] || { echo "PostgreSQL did not start" >&2; exit 1; }
+    sleep 1
+  done
+  psql -h /var/run/postgresql -U "$POSTGRES_USER" -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
+  \set password `cat "$POSTGRES_PASSWORD_FILE"`
+  ALTER ROLE CURRENT_USER PASSWORD :'password';
+  SQL
+|||;
+
 local container =
   k.container.new('postgres', '%s:%s' % [db.image.repository, db.image.tag], p.image.pull_policy)
   + k.container.withEnv([
@@ -27,22 +46,31 @@ local container =
     k.container.mount('run', '/var/run/postgresql'),
     k.container.mount('tmp', '/tmp'),
     k.container.mount('password', '/run/secrets/postgres', readOnly=true),
+    k.container.mount('scripts', '/scripts', readOnly=true),
   ])
+  + { lifecycle: { postStart: { exec: { command: ['sh', '/scripts/set-password.sh'] } } } }
   + k.container.withResources(db.resources)
   + k.container.withRestrictedSecurityContext(uid, uid, true);
 
 local pod =
   k.podSpec.new([container], name)
-  + k.podSpec.withVolumes([k.volume.emptyDir('run'), k.volume.emptyDir('tmp'), k.volume.secret('password', a.names.metadataDb)])
+  + k.podSpec.withVolumes([
+    k.volume.emptyDir('run'),
+    k.volume.emptyDir('tmp'),
+    k.volume.secret('password', a.names.metadataDb),
+    k.volume.configMap('scripts', name),
+  ])
   + k.podSpec.withSecurityContext(uid, uid, uid)
   + k.podSpec.withTerminationGracePeriod(60);
 
 k.files([
+  k.configMap.new(name, a.namespace, { 'set-password.sh': setPassword }) + k.configMap.withLabels(a.labels('postgres')),
   k.statefulSet.new(name, a.namespace, 1, a.selectorLabels('postgres'), pod)
   + k.statefulSet.withServiceName(name)
   + k.statefulSet.withVolumeClaimTemplate('data', db.storage_size, db.storage_class)
   + k.statefulSet.withLabels(a.labels('postgres'))
   + k.statefulSet.withPodLabels(a.labels('postgres'))
+  + k.statefulSet.withPodAnnotations({ 'checksum/set-password': std.md5(setPassword) } + a.checksum(['database-password']))
   // The metadata database lives on the claim, which outlives the StatefulSet (a switch to
   // database.mode: external, or the environment's removal, stops PostgreSQL but keeps its data).
   + k.statefulSet.withRetainedClaims(),

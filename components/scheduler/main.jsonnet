@@ -10,7 +10,12 @@ local c = p.scheduler;
 local name = a.names.scheduler;
 
 local main =
-  a.container('scheduler', ['scheduler'], c.resources)
+  a.container('scheduler', ['scheduler'], c.resources,
+              // Signs the workload tokens; serves task logs (checked with the API secret key)
+              // only where tasks run in it; queues into Celery.
+              ['database', 'fernet-key', 'jwt-secret']
+              + (if a.isLocalExecutor then ['api-secret-key'] else [])
+              + (if a.isCeleryExecutor then ['broker', 'result-backend'] else []))
   + k.container.withPorts([k.container.containerPort('health', 8974)])
   + k.container.withProbes(
     readiness=k.probe.http('/health', 'health', periodSeconds=15, timeoutSeconds=10, failureThreshold=3),

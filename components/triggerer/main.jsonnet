@@ -7,9 +7,12 @@ local k = import 'k8s.libsonnet';
 local c = a.params.triggerer;
 
 local main =
-  a.container('triggerer', ['triggerer'], c.resources)
+  a.container('triggerer', ['triggerer'], c.resources, ['database', 'fernet-key', 'api-secret-key'])
   // Ready once it serves its logs (port 8794, opened at start-up); alive while its heartbeat is fresh.
   + k.container.withPorts([k.container.containerPort('logs', 8794)])
   + k.container.withProbes(readiness=k.probe.tcp('logs'), liveness=a.jobCheckProbe('TriggererJob'));
 
-k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle, groomLogs=true))
+// Deferred KubernetesPodOperator tasks are followed by their trigger here: it reads their pods
+// (in this namespace) through the Kubernetes API.
+k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle, groomLogs=true, apiAccess=true)
+        + a.podReader(a.names.triggerer, 'triggerer'))

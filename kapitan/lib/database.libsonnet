@@ -48,13 +48,14 @@ local databaseUrlCmd(prefix='', direct=false) =
   sqlAlchemyConnEnv(direct=false)::
     [k.container.envValue('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD', databaseUrlCmd('', direct))],
 
-  // [celery] broker_url and result_backend (the metadata database, `db+`).
-  celeryEnv(direct=false)::
-    [
-      k.container.envValue('AIRFLOW__CELERY__BROKER_URL_CMD',
-                           if p.celery.broker.mode == 'bundled' then
-                             passwordUrlCmd('redis://:', '@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
-                           else 'cat ' + secretFile('celery-broker-url')),
-      k.container.envValue('AIRFLOW__CELERY__RESULT_BACKEND_CMD', databaseUrlCmd('db+', direct)),
-    ],
+  // [celery] broker_url.
+  brokerUrlEnv:
+    [k.container.envValue('AIRFLOW__CELERY__BROKER_URL_CMD',
+                          if p.celery.broker.mode == 'bundled' then
+                            passwordUrlCmd('redis://:', '@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
+                          else 'cat ' + secretFile('celery-broker-url'))],
+
+  // [celery] result_backend: the metadata database (`db+`).
+  resultBackendEnv(direct=false)::
+    [k.container.envValue('AIRFLOW__CELERY__RESULT_BACKEND_CMD', databaseUrlCmd('db+', direct))],
 }

@@ -18,7 +18,6 @@ local labels = e.labels;
 local selectorLabels = e.selectorLabels;
 local readSecret(name) = 'cat ' + e.secretFile(name);
 local remoteCredentials = obs.remoteCredentials;
-local secretsMount = secrets.secretsMount;
 
 local securityContext(readOnly=p.security.read_only_root_filesystem) =
   k.container.withRestrictedSecurityContext(p.security.run_as_user, p.security.run_as_group, readOnly);
@@ -32,20 +31,25 @@ local processEnv = [
   k.container.envValue('PYTHONDONTWRITEBYTECODE', 1),
 ];
 
-// Environment every Airflow process that touches the metadata database gets (built once for
-// each way to the database: a function would be re-evaluated for every container).
-local buildCoreEnv(direct) =
-  processEnv
-  + database.sqlAlchemyConnEnv(direct)
-  + (if e.isCeleryExecutor then database.celeryEnv(direct) else [])
-  + [
-    k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', readSecret('fernet-key')),
-    k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key')),
-    k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret')),
-  ] + remoteCredentials.env + obs.otelEnv;
-local pooledCoreEnv = buildCoreEnv(false);
-local directCoreEnv = if database.pgbouncer then buildCoreEnv(true) else pooledCoreEnv;
-local coreEnv(direct=false) = if direct then directCoreEnv else pooledCoreEnv;
+// The `_CMD` options that make an Airflow process read what it `needs` from the secrets volume
+// (secrets.libsonnet says which files each need is). Checked in Airflow 3.3.2's code:
+//   database        [database] sql_alchemy_conn: every process using the metadata database
+//   fernet-key      [core] fernet_key: who encrypts or decrypts connections, variables and
+//                   trigger arguments (api-server, scheduler, dag-processor, triggerer, imports)
+//   api-secret-key  [api] secret_key: signs log-fetching tokens (api-server), checks them where
+//                   logs are served (triggerer, Celery workers, a LocalExecutor scheduler)
+//   jwt-secret      [api_auth] jwt_secret: signs and checks Execution API and UI tokens
+//                   (api-server), signs workload tokens (scheduler); never where tasks run
+//   broker, result-backend  the CeleryExecutor's broker_url and result_backend
+local secretEnv(needs, direct) =
+  local has(n) = std.member(needs, n);
+  (if has('database') then database.sqlAlchemyConnEnv(direct) else [])
+  + (if has('broker') then database.brokerUrlEnv else [])
+  + (if has('result-backend') then database.resultBackendEnv(direct) else [])
+  + (if has('fernet-key') then [k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', readSecret('fernet-key'))] else [])
+  + (if has('api-secret-key') then [k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key'))] else [])
+  + (if has('jwt-secret') then [k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret'))] else []);
+local airflowEnv(needs, direct=false) = processEnv + secretEnv(needs, direct) + remoteCredentials.env + obs.otelEnv;
 
 // airflow.cfg and a writable /tmp: what any Airflow command needs.
 local configVolumes = [
@@ -95,8 +99,8 @@ local logGroomer =
 local waitForMigrations =
   k.container.new('wait-for-migrations', image, p.image.pull_policy)
   + k.container.withArgs(['db', 'check-migrations', '--migration-wait-timeout', std.toString(p.migrations.wait_timeout)])
-  + k.container.withEnv(coreEnv())
-  + k.container.withVolumeMounts(baseMounts + [secretsMount])
+  + k.container.withEnv(airflowEnv(['database']))
+  + k.container.withVolumeMounts(baseMounts + [secrets.mount])
   + k.container.withResources(p.migrations.resources)
   + securityContext();
 
@@ -131,7 +135,6 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
 
 {
   processEnv: processEnv,
-  coreEnv: coreEnv,
   configVolumes: configVolumes,
   configMounts: configMounts,
   baseVolumes: baseVolumes,
@@ -151,15 +154,33 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
   jobCheckProbe(jobType, periodSeconds=60)::
     k.probe.exec(['airflow', 'jobs', 'check', '--job-type', jobType, '--local'], periodSeconds=periodSeconds, timeoutSeconds=30, failureThreshold=5),
 
-  // An Airflow container running `airflow <args>`; `direct` connects to the database itself,
-  // not through PgBouncer.
-  container(name, args, resources, direct=false)::
+  // An Airflow container running `airflow <args>` that reads the secrets it `needs` (see
+  // secretEnv) and no others; `direct` connects to the database itself, not through PgBouncer.
+  // The needs stay on the container (hidden) for the pod's volume and checksum.
+  container(name, args, resources, needs, direct=false)::
     k.container.new(name, image, p.image.pull_policy)
     + k.container.withArgs(args)
-    + k.container.withEnv(coreEnv(direct))
-    + k.container.withVolumeMounts([secretsMount])
+    + k.container.withEnv(airflowEnv(needs, direct))
+    + k.container.withVolumeMounts(if needs == [] then [] else [secrets.mount])
     + k.container.withResources(resources)
-    + securityContext(),
+    + securityContext()
+    + { secretNeeds:: needs },
+
+  // The secrets volume and checksum annotation of a pod whose containers read `needs`.
+  secretsVolume(needs):: secrets.volume(needs),
+  secretsChecksum(needs):: secrets.checksum(needs),
+
+  // Read access to the namespace's pods and their logs, nothing more, for `name`'s
+  // ServiceAccount: the api-server streams a running KubernetesExecutor task's log from its pod,
+  // the triggerer follows the pods of deferred KubernetesPodOperator tasks.
+  podReader(name, component)::
+    [
+      k.rbac.role(name, e.namespace, [
+        k.rbac.rule([''], ['pods'], ['get', 'list', 'watch']),
+        k.rbac.rule([''], ['pods/log'], ['get']),
+      ]) + k.object.withLabels(labels(component)),
+      k.rbac.roleBinding(name, e.namespace, name, name) + k.object.withLabels(labels(component)),
+    ],
 
   // A ServiceAccount of this environment (with the workload identity annotations).
   serviceAccount(name, component, automountToken=false)::
@@ -182,8 +203,14 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
   // mode the bundle's connection (and SSH key and known_hosts mounts). `groomLogs` adds the log
   // groomer; `autoscaled` leaves replicas to an autoscaler (GitOps would otherwise reset them).
   // The component's extra_* parameters add environment, volumes and containers.
+  // It waits for migrations when it uses the database; `extraSecrets` are secrets its extra
+  // volumes hold (they roll the pod too).
   component(component, name, params, mainContainer, needsDags=false, extraVolumes=[], extraInitContainers=[], apiAccess=false,
-            kind='Deployment', groomLogs=false, terminationGracePeriod=60, minReplicas=params.replicas, maxReplicas=minReplicas, autoscaled=false)::
+            kind='Deployment', groomLogs=false, terminationGracePeriod=60, minReplicas=params.replicas, maxReplicas=minReplicas, autoscaled=false,
+            extraSecrets=[])::
+    local needs = mainContainer.secretNeeds;
+    local usesDatabase = std.member(needs, 'database') || std.member(needs, 'result-backend');
+    local volumeNeeds = needs + (if usesDatabase then ['database'] else []);
     local withGitSync = needsDags && p.dags.mode == 'git-sync';
     local main = mainContainer + k.container.withVolumeMounts(baseMounts + (if needsDags then dags.dagsMounts else []) + std.get(params, 'extra_volume_mounts', []))
                  + k.container.withEnv((if needsDags then dags.dagsEnv else []) + std.get(params, 'extra_env', []));
@@ -192,9 +219,9 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
                      + std.get(params, 'extra_containers', []);
     local pod =
       k.podSpec.new([main] + sidecars, name)
-      + k.podSpec.withInitContainers([waitForMigrations] + (if withGitSync then [dags.gitSync('git-sync-init', true)] else []) + extraInitContainers
+      + k.podSpec.withInitContainers((if usesDatabase then [waitForMigrations] else []) + (if withGitSync then [dags.gitSync('git-sync-init', true)] else []) + extraInitContainers
                                      + std.get(params, 'extra_init_containers', []))
-      + k.podSpec.withVolumes(baseVolumes + [secrets.secretsVolume] + (if needsDags then dags.dagsVolumes else []) + extraVolumes + std.get(params, 'extra_volumes', []))
+      + k.podSpec.withVolumes(baseVolumes + (if volumeNeeds == [] then [] else [secrets.volume(volumeNeeds)]) + (if needsDags then dags.dagsVolumes else []) + extraVolumes + std.get(params, 'extra_volumes', []))
       + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
       + k.podSpec.withServiceAccountToken(apiAccess)
       + placement(params, selectorLabels(component))
@@ -210,7 +237,7 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
          + k.deployment.withRollingUpdate(0, 1))
       + k.deployment.withLabels(labels(component))
       + k.deployment.withPodLabels(labels(component))
-      + k.deployment.withPodAnnotations(config.checksums)
+      + k.deployment.withPodAnnotations(config.checksums + secrets.checksum(volumeNeeds + extraSecrets))
       + (if autoscaled then k.deployment.withoutReplicas() else {});
     [
       workload,

@@ -3,6 +3,7 @@
 // read-only `secrets` volume through which Airflow processes read them as files.
 local e = import 'airflow-environment.libsonnet';
 local k = import 'k8s.libsonnet';
+local kap = import 'lib/kapitan.libjsonnet';
 
 local p = e.params;
 local names = e.names;
@@ -14,6 +15,49 @@ local bundledDb = db.mode == 'bundled';
 // compiled/ only ever holds the tag, revealed at apply time.
 local ref(name, generator='random:str:43') = '?{base64:targets/%s/%s||%s}' % [env, name, generator];
 
+local fromStore = p.secrets.mode == 'external-secrets';
+local pgbouncer = db.pgbouncer.enabled;
+local broker = p.celery.broker;
+
+// Every secret value an Airflow pod may read, by its file name in the `secrets` volume: the Secret
+// and key it comes from and what identifies its value in Git, a Kapitan ref (kapitan-refs) or a
+// store key (external-secrets). Secrets created outside Git (an external database's, an external
+// broker's) have neither.
+local catalog = {
+  'fernet-key': { secret: names.secrets, key: 'fernet-key', ref: 'fernet_key', store: 'fernet-key' },
+  'api-secret-key': { secret: names.secrets, key: 'api-secret-key', ref: 'api_secret_key', store: 'api-secret-key' },
+  'jwt-secret': { secret: names.secrets, key: 'jwt-secret', ref: 'jwt_secret', store: 'jwt-secret' },
+  'database-password':
+    if bundledDb then { secret: names.metadataDb, key: 'password', ref: 'postgres_password', store: 'postgres-password' }
+    else { secret: db.external.secret_name, key: db.external.password_key },
+  'sql-alchemy-conn': { secret: names.metadataDb, key: names.metadataDbKey },
+  'redis-password': { secret: names.celerySecrets, key: 'redis-password', ref: 'redis_password', store: 'redis-password' },
+  'celery-broker-url': { secret: broker.external.secret_name, key: broker.external.secret_key },
+  'admin-password': { secret: names.adminPasswords, key: 'admin-password', ref: 'admin_password', store: 'admin-password' },
+  'flower-password': { secret: names.celerySecrets, key: 'flower-password', ref: 'flower_password', store: 'flower-password' },
+};
+
+// What a process reads, as files: `database` the metadata database (its URL, or the password it
+// is composed with; both with PgBouncer in front of an external database), `result-backend` the
+// same database for Celery's results, `broker` the Celery broker; any other need is one file.
+local databaseFiles = if bundledDb then ['database-password'] else ['sql-alchemy-conn'] + (if pgbouncer then ['database-password'] else []);
+local groups = {
+  database: databaseFiles,
+  'result-backend': databaseFiles,
+  broker: if broker.mode == 'bundled' then ['redis-password'] else ['celery-broker-url'],
+};
+local filesOf(needs) =
+  std.foldl(function(acc, f) if std.member(acc, f) then acc else acc + [f], std.flattenArrays([std.get(groups, n, [n]) for n in needs]), []);
+
+// What changes when a value changes: the ref file's content (Kapitan writes it on the first
+// compile: until then, nothing), or the store key and secrets.generation.
+local refPath(name) = 'kapitan/refs/targets/%s/%s' % [env, name];
+local identity(file) =
+  local item = catalog[file];
+  if fromStore && std.objectHas(item, 'store') then p.secrets.external_secrets.key_prefix + '/' + item.store
+  else if !fromStore && std.objectHas(item, 'ref') && kap.file_exists(refPath(item.ref)).exists then kap.file_read(refPath(item.ref))
+  else '';
+
 {
   ref: ref,
 
@@ -21,9 +65,10 @@ local ref(name, generator='random:str:43') = '?{base64:targets/%s/%s||%s}' % [en
     // random:str draws from the URL-safe base64 alphabet: 43 characters and '=' decode to the
     // 32 bytes a Fernet key needs.
     'fernet-key': ref('fernet_key') + '=',
-    'api-secret-key': ref('api_secret_key'),
-    // Airflow signs its tokens with HS512: PyJWT warns about (and RFC 7518 forbids) an HMAC key
-    // shorter than the hash, 64 bytes. 86 characters of 6 bits each carry 64 bytes of entropy.
+    // Airflow signs tokens with HS512, with the JWT secret (Execution API, UI) and with the API
+    // secret key (log fetching): PyJWT warns about an HMAC key shorter than the hash, 64 bytes.
+    // 86 characters of the base64 alphabet carry 64 bytes of randomness.
+    'api-secret-key': ref('api_secret_key', 'random:str:86'),
     'jwt-secret': ref('jwt_secret', 'random:str:86'),
   },
 
@@ -36,25 +81,34 @@ local ref(name, generator='random:str:43') = '?{base64:targets/%s/%s||%s}' % [en
     (if p.celery.broker.mode == 'bundled' then { 'redis-password': ref('redis_password', 'random:str:32') } else {})
     + (if p.celery.flower.enabled then { 'flower-password': ref('flower_password', 'random:str:24') } else {}),
 
-  // One read-only volume with every value an Airflow process needs (mode 0440, group fsGroup).
-  secretsVolume: {
-    name: 'secrets',
-    projected: {
-      defaultMode: 288,
-      sources: [
-        { secret: { name: names.secrets, items: [{ key: key, path: key } for key in ['fernet-key', 'api-secret-key', 'jwt-secret']] } },
-        { secret: { name: names.metadataDb, items:
-          if bundledDb then [{ key: 'password', path: 'database-password' }]
-          else [{ key: names.metadataDbKey, path: 'sql-alchemy-conn' }]
-               + (if db.pgbouncer.enabled then [{ key: db.external.password_key, path: 'database-password' }] else []) } },
-      ] + (
-        if !e.isCeleryExecutor then []
-        else if p.celery.broker.mode == 'bundled' then [{ secret: { name: names.celerySecrets, items: [{ key: 'redis-password', path: 'redis-password' }] } }]
-        else [{ secret: { name: p.celery.broker.external.secret_name, items: [{ key: p.celery.broker.external.secret_key, path: 'celery-broker-url' }] } }]
-      ),
+  filesOf: filesOf,
+
+  // The read-only `secrets` volume holding the files of `needs` and nothing else (mode 0440,
+  // group fsGroup): a process never sees a secret it does not read.
+  volume(needs)::
+    local files = filesOf(needs);
+    local secretNames = std.foldl(function(acc, f) if std.member(acc, catalog[f].secret) then acc else acc + [catalog[f].secret], files, []);
+    {
+      name: 'secrets',
+      projected: {
+        defaultMode: 288,
+        sources: [
+          { secret: { name: s, items: [{ key: catalog[f].key, path: f } for f in files if catalog[f].secret == s] } }
+          for s in secretNames
+        ],
+      },
     },
+  mount: k.container.mount('secrets', e.paths.secrets, readOnly=true),
+
+  // A pod annotation that changes when a value the pod reads changes in Git (a new ref, another
+  // store key, secrets.generation), so that the pod rolls: Deployments and StatefulSets alike,
+  // no `kubectl rollout restart`. Only digests: the values stay in kapitan/refs.
+  checksum(needs):: {
+    'checksum/secrets': kap.sha256(std.join('\n', [std.toString(p.secrets.generation)] + [
+      std.join(' ', [f, catalog[f].secret, catalog[f].key, identity(f)])
+      for f in filesOf(needs)
+    ])),
   },
-  secretsMount: k.container.mount('secrets', e.paths.secrets, readOnly=true),
 
   // An ExternalSecret writing Secret `name` (secrets.mode external-secrets): `keys` maps the
   // Secret's keys to store keys under secrets.external_secrets.key_prefix.
