@@ -107,12 +107,16 @@ def test_every_pod_is_hardened_and_sized(env, manifests):
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_only_the_scheduler_of_a_kubernetes_executor_gets_an_api_token(env, manifests):
+def test_only_processes_that_talk_to_the_kubernetes_api_get_a_token(env, manifests):
+    """The KubernetesExecutor's scheduler (worker pods) and api-server (logs of running tasks),
+    the triggerer (deferred KubernetesPodOperator tasks) and the cleanup CronJob; nothing else."""
     objects = manifests(env)
     k8s_executor = "role-airflow-scheduler.yaml" in objects
+    with_token = {"deployment-airflow-triggerer.yaml", "cronjob-airflow-cleanup-pods.yaml"}
+    if k8s_executor:
+        with_token |= {"deployment-airflow-scheduler.yaml", "deployment-airflow-api-server.yaml"}
     for name, spec in pod_specs(objects):
-        expected = k8s_executor and name == "deployment-airflow-scheduler.yaml"
-        assert spec["automountServiceAccountToken"] is expected, name
+        assert spec["automountServiceAccountToken"] is (name in with_token), name
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -208,7 +212,8 @@ def test_git_sync_sidecar_and_worker_init_container_track_the_inventory_repo(man
 def test_pvc_dag_mode_mounts_a_read_only_claim(scratch_repo):
     from conftest import compile_in, load_manifests
     target = scratch_repo / "inventory" / "targets" / "staging.yml"
-    target.write_text(target.read_text().replace("  - airflow.dags.git-sync\n", "  - airflow.dags.git-sync\n  - airflow.dags.pvc\n"))
+    target.write_text(target.read_text().replace("  - airflow.dags.git-sync\n", "  - airflow.dags.pvc\n")
+                      .replace("    dags:\n", "    dags:\n      pvc:\n        storage_class: standard-rwx\n"))
     result = compile_in(scratch_repo, "-t", "staging")
     assert result.returncode == 0, result.stderr
     objects = load_manifests(scratch_repo / "compiled", "staging")

@@ -20,7 +20,8 @@ from conftest import ENVIRONMENTS, MANIFEST_GROUPS, REPO, compile_in, copy_repo,
 
 KUBECTL = kubectl()
 SCHEMA = json.loads((REPO / "kapitan" / "schemas" / "crds" / "flux.schema.json").read_text())
-PROTECTED = {"kustomize.toolkit.fluxcd.io/prune": "disabled", "argocd.argoproj.io/sync-options": "Prune=false"}
+# What holds data stays when it leaves Git and when the environment is removed.
+KEPT = {"kustomize.toolkit.fluxcd.io/prune": "disabled", "argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
 
 
 def switch_to_flux(root: Path, env: str, extra: str = "") -> None:
@@ -28,7 +29,8 @@ def switch_to_flux(root: Path, env: str, extra: str = "") -> None:
     target = root / "inventory" / "targets" / f"{env}.yml"
     text = target.read_text()
     # Flux cannot reveal Kapitan refs: a Flux environment takes its secrets from External Secrets.
-    text = text.replace(f"  - profiles.{env}\n", f"  - profiles.{env}\n  - gitops.flux\n  - secrets.external-secrets\n", 1)
+    classes = "  - gitops.flux\n" + ("" if "  - secrets.external-secrets\n" in text else "  - secrets.external-secrets\n")
+    text = text.replace(f"  - profiles.{env}\n", f"  - profiles.{env}\n{classes}", 1)
     assert "gitops.flux" in text
     target.write_text(text + extra)
 
@@ -78,18 +80,18 @@ def test_git_repository_reads_this_repository_at_the_revision(flux_repo):
     repo = flux_objects(flux_repo, "staging")["gitrepository-airflow-staging.yaml"]
     assert repo["apiVersion"] == "source.toolkit.fluxcd.io/v1"
     assert repo["metadata"]["namespace"] == "flux-system"
-    assert repo["spec"] == {"interval": "5m", "url": "https://github.com/example/airflow-gitops.git",
+    assert repo["spec"] == {"interval": "5m", "url": "https://git.acme.internal/platform/airflow-gitops.git",
                             "ref": {"branch": "main"}}
 
 
 def test_secret_ref_and_scp_style_url(tmp_path):
     root = copy_repo(tmp_path / "repo")
-    switch_to_flux(root, "staging", "    gitops:\n      repo_url: git@github.com:example/airflow-gitops.git\n"
+    switch_to_flux(root, "staging", "    gitops:\n      repo_url: git@git.acme.internal:platform/airflow-gitops.git\n"
                                     "      revision: release\n      flux:\n        secret_ref: flux-git-auth\n")
     result = compile_in(root, "-t", "staging")
     assert result.returncode == 0, result.stdout + result.stderr
     spec = flux_objects(root, "staging")["gitrepository-airflow-staging.yaml"]["spec"]
-    assert spec["url"] == "ssh://git@github.com/example/airflow-gitops.git"
+    assert spec["url"] == "ssh://git@git.acme.internal/platform/airflow-gitops.git"
     assert spec["ref"] == {"branch": "release"}
     assert spec["secretRef"] == {"name": "flux-git-auth"}
     jsonschema.validate(flux_objects(root, "staging")["gitrepository-airflow-staging.yaml"], SCHEMA)
@@ -123,11 +125,27 @@ def test_kustomizations_apply_base_then_migrations_then_workloads(flux_repo):
 def test_bundled_database_is_ready_before_migrations(flux_repo):
     base = flux_objects(flux_repo, "dev")["kustomization-airflow-dev-base.yaml"]
     assert base["spec"]["healthChecks"] == [
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "airflow-postgres", "namespace": "airflow-dev"}] + [
         {"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "name": n, "namespace": "airflow-dev"}
-        for n in ("airflow-secrets", "airflow-admin-passwords", "airflow-metadata-db")]
+        for n in ("airflow-admin-passwords", "airflow-metadata-db", "airflow-secrets")] + [
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "airflow-postgres", "namespace": "airflow-dev"}]
     staging = flux_objects(flux_repo, "staging")["kustomization-airflow-staging-base.yaml"]["spec"]["healthChecks"]
     assert [c["kind"] for c in staging] == ["ExternalSecret", "ExternalSecret"]
+
+
+@pytest.mark.parametrize("env", ("dev", "staging"))
+def test_every_workload_and_job_is_health_checked(flux_repo, env):
+    """Flux waits for every Deployment, StatefulSet and Job a Kustomization applies (and every
+    ExternalSecret of base): none is forgotten, whatever the features."""
+    flux = flux_objects(flux_repo, env)
+    manifests = flux_repo / "compiled" / env / "manifests"
+    for group in MANIFEST_GROUPS:
+        objects = [yaml.safe_load(p.read_text()) for p in sorted((manifests / group).glob("*.yaml")) if p.name != "kustomization.yaml"]
+        expected = {(o["kind"], o["metadata"]["name"]) for o in objects
+                    if o["kind"] in ("Deployment", "StatefulSet", "Job", "ExternalSecret")}
+        spec = flux[f"kustomization-airflow-{env}-{group}.yaml"]["spec"]
+        checked = {(c["kind"], c["name"]) for c in spec.get("healthChecks", [])}
+        # The migrations Kustomization waits for everything it applies (the Job) instead.
+        assert checked == expected or (group == "migrations" and spec["wait"] is True), (env, group, expected - checked)
 
 
 @pytest.mark.parametrize("env", ("dev", "staging"))
@@ -166,17 +184,23 @@ def test_every_flux_path_and_the_whole_environment_build_with_kustomize(flux_rep
     assert sorted(map(key, per_path)) == sorted(map(key, whole)) == sorted(map(key, objects.values()))
 
 
-def test_pvcs_and_the_database_are_never_pruned(flux_repo):
-    protected = []
+def test_data_outlives_a_removal_and_nothing_else_stays_behind(flux_repo):
+    """The namespace and the claims are neither pruned nor deleted with the environment (Flux
+    prune disabled, Argo CD Prune=false and Delete=false); StatefulSets keep their claims when they
+    go; every other object goes with the environment (no running orphan)."""
+    kept = []
     for env in ENVIRONMENTS:
         for name, obj in load_manifests(flux_repo / "compiled", env).items():
-            if obj["kind"] in ("PersistentVolumeClaim", "StatefulSet"):
-                annotations = obj["metadata"].get("annotations", {})
-                assert {k: annotations.get(k) for k in PROTECTED} == PROTECTED, (env, name)
-                protected.append(obj["kind"])
-            elif obj["kind"] != "Job":
-                assert "kustomize.toolkit.fluxcd.io/prune" not in obj["metadata"].get("annotations", {}), name
-    assert {"PersistentVolumeClaim", "StatefulSet"} <= set(protected)
+            annotations = obj["metadata"].get("annotations", {})
+            if obj["kind"] in ("PersistentVolumeClaim", "Namespace"):
+                assert {k: annotations.get(k) for k in KEPT} == KEPT, (env, name)
+                kept.append(obj["kind"])
+            else:
+                assert "kustomize.toolkit.fluxcd.io/prune" not in annotations, (env, name)
+                assert "argocd.argoproj.io/sync-options" not in annotations, (env, name)
+            if obj["kind"] == "StatefulSet" and obj["spec"].get("volumeClaimTemplates"):
+                assert obj["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}, name
+    assert {"PersistentVolumeClaim", "Namespace"} <= set(kept)
 
 
 def test_migration_job_is_recreated_rather_than_patched(flux_repo):

@@ -21,10 +21,18 @@ from test_dev_stack_runs import create_database, postgres, psql  # noqa: F401  (
 
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
 
-DEV = ["common", "airflow.defaults", "airflow.executor.local", "airflow.dags.git-sync", "dag-repository", "profiles.dev"]
-STAGING = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository", "profiles.staging"]
-PROD = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository", "profiles.prod"]
-EXTERNAL_DB_PARTS = {"database": {"external": {
+# The environments' classes without an executor (each target below picks its own: a second
+# executor class would be refused as a clash of choices).
+BASE = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository", "gitops-repository"]
+DEV_BASE = BASE + ["airflow.database.bundled", "profiles.dev"]
+STAGING_BASE = BASE + ["airflow.database.external", "secrets.external-secrets", "airflow.logs.pvc", "profiles.staging"]
+PROD_BASE = BASE + ["airflow.database.external", "secrets.external-secrets", "airflow.logs.pvc", "profiles.prod"]
+DEV = DEV_BASE + ["airflow.executor.local"]
+STAGING = STAGING_BASE + ["airflow.executor.kubernetes"]
+# What a non-dev environment must name: its URL and its ReadWriteMany storage class.
+PRODUCTION_SETTINGS = {"api_server": {"base_url": "https://airflow.acme.internal"},
+                       "logs": {"pvc": {"storage_class": "standard-rwx"}}}
+EXTERNAL_DB_PARTS = {**PRODUCTION_SETTINGS, "database": {"external": {
     "host": "airflow-db.example.internal", "database": "airflow", "user": "airflow", "password_key": "password",
 }}}
 
@@ -44,13 +52,13 @@ INIT_CONTAINER = {k: v for k, v in SIDECAR.items() if not k.endswith("Probe")} |
 FEATURE_TARGETS: dict[str, tuple[list[str], dict]] = {
     # Celery on a small cluster: bundled PostgreSQL behind PgBouncer, bundled Redis, KEDA scaling
     # to zero, Flower, StatsD metrics with a ServiceMonitor; connections from Kapitan refs.
-    "celery-dev": (DEV + ["airflow.executor.celery", "airflow.logs.pvc", "airflow.celery.flower", "airflow.celery.keda",
+    "celery-dev": (DEV_BASE + ["airflow.executor.celery", "airflow.logs.pvc", "airflow.celery.flower", "airflow.celery.keda",
                           "airflow.database.pgbouncer", "airflow.metrics.statsd", "airflow.metrics.service-monitor",
-                          "airflow.objects.example"], {}),
+                          "airflow.objects.example"], {"logs": {"pvc": {"storage_class": "nfs-client"}}}),
     # Celery and Kubernetes executors in production: external database behind PgBouncer, external
     # broker, HPA-scaled workers and API server, HTTPRoute, spread replicas, S3 logs with
     # workload identity, OpenTelemetry, declared objects from External Secrets, escape hatches.
-    "celery-prod": (PROD + ["airflow.executor.celery-kubernetes", "airflow.celery.external-broker", "airflow.celery.hpa",
+    "celery-prod": (PROD_BASE + ["airflow.executor.celery-kubernetes", "airflow.celery.external-broker", "airflow.celery.hpa",
                             "airflow.database.pgbouncer", "airflow.api-server.autoscaling", "airflow.api-server.http-route",
                             "airflow.placement.spread", "airflow.logs.remote-s3", "airflow.metrics.otel",
                             "airflow.objects.example", "airflow.extras.example"],
@@ -58,10 +66,10 @@ FEATURE_TARGETS: dict[str, tuple[list[str], dict]] = {
                         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/airflow-logs"}},
                      "triggerer": {"extra_containers": [SIDECAR], "extra_init_containers": [INIT_CONTAINER]}}),
     # KEDA against an external database.
-    "celery-keda-external": (STAGING + ["airflow.executor.celery", "airflow.celery.keda"], EXTERNAL_DB_PARTS),
+    "celery-keda-external": (STAGING_BASE + ["airflow.executor.celery", "airflow.celery.keda"], EXTERNAL_DB_PARTS),
     # KubernetesExecutor with an Ingress and logs in GCS from a key file.
-    "kubernetes-gcs": (STAGING + ["airflow.api-server.ingress", "airflow.logs.remote-gcs", "airflow.metrics.statsd"], {}),
-    "kubernetes-elasticsearch": (STAGING + ["airflow.logs.remote-elasticsearch"], {}),
+    "kubernetes-gcs": (STAGING + ["airflow.api-server.ingress", "airflow.logs.remote-gcs", "airflow.metrics.statsd"], PRODUCTION_SETTINGS),
+    "kubernetes-elasticsearch": (STAGING + ["airflow.logs.remote-elasticsearch"], PRODUCTION_SETTINGS),
     "local-opensearch": (DEV + ["airflow.logs.remote-opensearch"], {}),
 }
 
@@ -330,9 +338,9 @@ BAD_FEATURE_INPUTS = [
      "write it once with `kapitan refs --write base64:targets/broken/connections/wh -f FILE`"),
     (DEV, {"variables": {"x": {"value": "a", "secret": {"ref": "variables/x"}}}},
      "parameters.airflow.variables.x: must be either value (plain text) or secret"),
-    (DEV + ["airflow.executor.celery"], {},
+    (DEV_BASE + ["airflow.executor.celery"], {},
      "parameters.airflow.logs.persistence: emptyDir loses task logs when a Celery worker restarts or is scaled in"),
-    (STAGING + ["airflow.database.pgbouncer"], {},
+    (STAGING + ["airflow.database.pgbouncer"], PRODUCTION_SETTINGS,
      "parameters.airflow.database.external.host: is empty: parameters.airflow.database.pgbouncer.enabled connects"),
     (DEV + ["airflow.metrics.service-monitor"], {},
      "parameters.airflow.metrics.service_monitor.enabled: a ServiceMonitor scrapes the bundled statsd-exporter"),
@@ -348,7 +356,8 @@ BAD_FEATURE_INPUTS = [
      "parameters.airflow.extra_manifests: configmap-airflow-config is an object Airflow GitOps already compiles"),
     (DEV, {"scheduler": {"extra_env": [{"name": "TZ", "value": 1}]}},
      "parameters.airflow.scheduler.extra_env.0.value: 1 is not a string"),
-    (DEV + ["airflow.executor.celery", "airflow.logs.pvc", "airflow.celery.hpa"], {"celery": {"workers": {"autoscaling": {"min_replicas": 0}}}},
+    (DEV_BASE + ["airflow.executor.celery", "airflow.logs.pvc", "airflow.celery.hpa"],
+     {"logs": {"pvc": {"storage_class": "nfs-client"}}, "celery": {"workers": {"autoscaling": {"min_replicas": 0}}}},
      "parameters.airflow.celery.workers.autoscaling.min_replicas: 0 needs mode keda"),
     (DEV, {"triggerer": {"extra_containers": [{"name": "proxy"}]}},
      "parameters.airflow.triggerer.extra_containers.0: 'image' is a required property"),
