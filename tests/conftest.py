@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -111,3 +118,198 @@ def inventory_of(root: Path, env: str) -> dict:
     result = kapitan(root, "inventory", "-t", env)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["parameters"]
+
+
+# --- Processes the tests start -------------------------------------------------------------------
+# Whatever a test starts, it stops, children included: start long-lived processes with start_group()
+# or running(), each in a process group (and session) of its own, and stop them with stop_groups(),
+# which signals the whole group. Stopping only the leader leaves its children running (the
+# scheduler's serve-logs and LocalExecutor workers, renamed by setproctitle, outlived it).
+#
+# The guard: this pytest process is made a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so that
+# the orphans of its descendants are re-parented to it instead of init and stay its descendants.
+# After each test, a descendant that was not there before it fails the test at teardown; at the
+# end of the session, any descendant still running is reported and fails the session. Either way
+# the processes are then killed.
+
+PR_SET_CHILD_SUBREAPER = 36
+# How long a new process may take to exit before it counts as left behind (git's detached auto-gc
+# and the like are on their way out).
+LEAK_GRACE_SECONDS = float(os.environ.get("AIRFLOW_GITOPS_TEST_LEAK_GRACE", "10"))
+
+
+def _become_child_subreaper() -> bool:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: only descendants not yet orphaned are seen
+        return False
+
+
+SUBREAPER = _become_child_subreaper()
+
+
+class ProcessInfo(NamedTuple):
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str  # Z: a zombie, waiting to be reaped
+
+
+def _process_table() -> dict[int, ProcessInfo]:
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ", comm may hold anything
+        table[int(entry)] = ProcessInfo(int(entry), int(fields[1]), int(fields[2]), int(fields[3]), fields[0])
+    return table
+
+
+def _running(info: ProcessInfo) -> bool:
+    return info.state not in ("Z", "X")
+
+
+def descendants(pid: int | None = None) -> dict[int, ProcessInfo]:
+    """The processes below `pid` (default: this one) that are still running, zombies left out."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for info in table.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    found: dict[int, ProcessInfo] = {}
+    stack = [os.getpid() if pid is None else pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found[child] = table[child]
+                stack.append(child)
+    return {p: info for p, info in found.items() if _running(info)}
+
+
+def group_members(leader: int) -> list[int]:
+    """The running processes of the process group and session start_group() made for `leader`: its
+    children too, and their children in process groups of their own (Airflow's task runners)."""
+    return sorted(p for p, info in _process_table().items() if leader in (info.pgid, info.sid) and _running(info))
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() or "?"
+    except OSError:
+        return "(gone)"
+
+
+def start_group(args: list[str], **popen) -> subprocess.Popen:
+    """A process in a process group (and session) of its own: stop_groups() stops it with its children."""
+    return subprocess.Popen(args, start_new_session=True, **popen)
+
+
+def _signal(pid: int, signum: int, group: bool = False) -> None:
+    try:
+        (os.killpg if group else os.kill)(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for_groups(processes: list[subprocess.Popen], deadline: float) -> bool:
+    """Waits until every leader is reaped and every group empty, or the deadline; whether they are."""
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    while any(group_members(p.pid) for p in processes):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return all(p.poll() is not None for p in processes)
+
+
+def stop_groups(processes: Iterable[subprocess.Popen], timeout: float = 30.0) -> None:
+    """SIGTERM to the group of each process (started by start_group), wait until every member of its
+    group and session has exited, up to `timeout` seconds in all, then SIGKILL those still there."""
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None or group_members(process.pid):  # never a group number freed for reuse
+            _signal(process.pid, signal.SIGTERM, group=True)
+    if not _wait_for_groups(processes, time.monotonic() + timeout):
+        # Every process left in the group or the session: a child that moved to a group of its own too.
+        for _ in range(3):  # again for any forked meanwhile
+            for member in (m for p in processes for m in group_members(p.pid)):
+                _signal(member, signal.SIGKILL)
+            if _wait_for_groups(processes, time.monotonic() + 5):
+                break
+    for process in processes:
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream:
+                stream.close()
+
+
+@contextmanager
+def running(args: list[str], *, stop_timeout: float = 30.0, **popen) -> Iterator[subprocess.Popen]:
+    """start_group(args), stopped with its group when the block ends, also when it fails."""
+    process = start_group(args, **popen)
+    try:
+        yield process
+    finally:
+        stop_groups([process], timeout=stop_timeout)
+
+
+def _still_running(new: Callable[[], dict[int, ProcessInfo]], grace: float) -> dict[int, ProcessInfo]:
+    deadline = time.monotonic() + grace
+    left = new()
+    if left:  # objects a test dropped may own processes their finalizers stop (GitPython's git cat-file)
+        gc.collect()
+        left = new()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = new()
+    return left
+
+
+def _describe_and_kill(left: dict[int, ProcessInfo]) -> str:
+    lines = [f"  pid {pid} (group {info.pgid}): {command_line(pid)}" for pid, info in sorted(left.items())]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return "\n".join(lines)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test that leaves a process running (set up before any other fixture of the test's
+    own, torn down after them: what they start and stop is not a leak)."""
+    before = set(descendants())
+    yield
+    left = _still_running(lambda: {p: i for p, i in descendants().items() if p not in before}, LEAK_GRACE_SECONDS)
+    if left:
+        count = len(left)
+        pytest.fail(f"{request.node.nodeid} left {count} process{'' if count == 1 else 'es'} running (now killed): "
+                    "start them with conftest.start_group()/running() and stop them with stop_groups()\n"
+                    + _describe_and_kill(left), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture is torn down: nothing the session started may still run."""
+    left = _still_running(descendants, LEAK_GRACE_SECONDS)
+    if left:
+        message = _describe_and_kill(left)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("!", "processes left running by the test session (now killed)", red=True)
+            reporter.write_line(message)
+        else:
+            print(f"processes left running by the test session (now killed):\n{message}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    while True:  # reap the orphans this subreaper adopted (no test is waiting for anything now)
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break

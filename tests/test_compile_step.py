@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import read_tree
+from conftest import read_tree, start_group, stop_groups
 
 from airflow_gitops.compiled_tree import SCRATCH_ENV, mirror
 
@@ -168,14 +168,17 @@ def test_a_stopped_compile_stops_kapitan_and_removes_its_scratch(scratch_repo, t
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=scratch_repo, check=True)
-    process = subprocess.Popen([CLI, "compile"], cwd=scratch_repo, env={**os.environ, SCRATCH_ENV: str(scratch)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    # Stopped once kapitan is writing: its own temporary directory exists inside the scratch.
-    while not any(scratch.glob("*/*.kapitan")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    process = start_group([CLI, "compile"], cwd=scratch_repo, env={**os.environ, SCRATCH_ENV: str(scratch)},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        # Stopped once kapitan is writing: its own temporary directory exists inside the scratch.
+        while not any(scratch.glob("*/*.kapitan")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)  # the CLI alone: stopping kapitan (its own group) is its job
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        stop_groups([process])
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr
     assert list(scratch.iterdir()) == []

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from airflow_gitops.airflow_env import ensure_airflow
-from conftest import REPO, manifest_files
+from conftest import REPO, manifest_files, start_group, stop_groups
 
 pytestmark = pytest.mark.slow
 
@@ -90,12 +90,18 @@ def postgres() -> Iterator[int]:
     as_postgres = ["su", "postgres", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
     if os.geteuid() == 0:
         shutil.chown(data, "postgres")
-    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -D {data} -A trust -U postgres"], check=True, capture_output=True)
-    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -w -l {data}/log -o '-p {port} -k {data} -c listen_addresses=127.0.0.1' start"],
-                   check=True, capture_output=True)
-    yield port
-    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -m fast stop"], capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
+    try:
+        subprocess.run([*as_postgres, f"{PG_BIN}/initdb -D {data} -A trust -U postgres"], check=True, capture_output=True)
+        # pg_ctl starts the server in a session of its own and returns: pg_ctl stop is what stops it.
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -w -l {data}/log -o '-p {port} -k {data} -c listen_addresses=127.0.0.1' start"],
+                       check=True, capture_output=True)
+        yield port
+    finally:
+        for mode in ("fast", "immediate"):  # immediate: the server did not stop in time
+            stopped = subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -m {mode} -w -t 30 stop"], capture_output=True)
+            if stopped.returncode == 0 or not (data / "postmaster.pid").exists():
+                break
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def psql(port: int) -> list[str]:
@@ -201,11 +207,14 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
 
     logs = tmp_path / "process-logs"
     logs.mkdir()
+    # Each component in a process group of its own, stopped with its children (the scheduler forks
+    # serve-logs and LocalExecutor workers, which outlive it when only its PID is signalled).
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
             args = manifest(f"deployment-airflow-{name}.yaml")["spec"]["template"]["spec"]["containers"][0]["args"]
-            processes[name] = subprocess.Popen([airflow, *args], env=env, stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+            with open(logs / f"{name}.log", "w") as log:
+                processes[name] = start_group([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
         base = f"http://127.0.0.1:{api_port}"
 
@@ -239,10 +248,4 @@ def test_dev_stack_migrates_serves_logs_in_and_runs_a_dag(postgres, tmp_path):
             command = probe["exec"]["command"]
             assert subprocess.run([airflow, *command[1:]], env=env, capture_output=True).returncode == 0, name
     finally:
-        for proc in processes.values():
-            proc.terminate()
-        for proc in processes.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_groups(processes.values(), timeout=60)

@@ -105,7 +105,9 @@ def test_cli_prints_just_the_message(scratch_repo, tmp_path):
 
 def test_sections_of_installed_providers_can_be_opted_out_of_the_option_check(scratch_repo):
     from conftest import load_manifests
-    break_staging(scratch_repo, "  airflow:\n    provider_config_sections: [my_provider]\n"
+    break_staging(scratch_repo, "  airflow:\n    api_server:\n      base_url: https://airflow-staging.acme.internal\n"
+                                "    logs:\n      pvc:\n        storage_class: standard-rwx\n"
+                                "    provider_config_sections: [my_provider]\n"
                                 "    config:\n      my_provider:\n        endpoint: https://example.com\n")
     result = compile_in(scratch_repo, "-t", "staging")
     assert result.returncode == 0, result.stdout[-1500:]
@@ -123,7 +125,7 @@ def test_cli_names_the_target_file_of_a_missing_class(scratch_repo):
     cli = str(Path(sys.executable).with_name("airflow-gitops"))
     result = subprocess.run([cli, "compile"], cwd=scratch_repo, capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: inventory/targets/staging.yml: Class profiles.stagin not found"
+    assert result.stderr.strip() == "error: inventory/targets/staging.yml: Class profiles.stagin not found (did you mean profiles.staging?)"
 
 
 def test_the_inventory_schema_is_a_valid_draft_07_schema_all_the_way_down():

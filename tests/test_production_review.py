@@ -352,3 +352,9 @@ def test_removing_an_environment_removes_its_workloads_and_keeps_its_data(fresh_
     bootstrap = yaml.safe_load((fresh_repo / "compiled" / "bootstrap" / "argocd" / "application-airflow-bootstrap.yaml").read_text())
     # The app of apps itself never cascades: deleting it must not delete every environment.
     assert "finalizers" not in bootstrap["metadata"]
+
+
+def test_dags_promoted_from_an_unknown_environment_are_refused(scratch_repo):
+    target = scratch_repo / "inventory" / "targets" / "prod.yml"
+    target.write_text(target.read_text().replace("promoted_from: staging", "promoted_from: stagin"))
+    refused(scratch_repo, "prod", 'parameters.airflow.dags.git_sync.promoted_from: "stagin" is not an environment')

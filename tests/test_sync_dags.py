@@ -22,7 +22,7 @@ from airflow_gitops.dags.mirror import MirrorError
 from airflow_gitops.dags.publish import Identity, PublishError, Publisher
 from airflow_gitops.dags.source import scan
 from airflow_gitops.dags.sync import sync_dags
-from conftest import REPO
+from conftest import REPO, start_group, stop_groups
 
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
 GOOD_DAG = '''
@@ -95,7 +95,8 @@ def test_first_sync_publishes_and_second_is_up_to_date(tmp_path, cache):
     assert first.status == "published" and sorted(first.plan.added) == ["etl.py", "team/report.py"]
     tree = remote_tree(url)
     assert tree["dags/etl.py"] == (source / "etl.py").read_text()
-    assert "Source-Commit:" in git.Repo(url.removeprefix("file://")).commit("main").message
+    with git.Repo(url.removeprefix("file://")) as published:  # closed: its git cat-file processes stop
+        assert "Source-Commit:" in published.commit("main").message
     head = remote_head(url)
     second = sync(source, url, import_check=False)
     assert second.status == "up-to-date" and second.commit is None
@@ -206,7 +207,8 @@ def start_git_daemon(base: Path) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    daemon = subprocess.Popen(
+    # In a process group of its own: stopping it stops the git processes serving its connections.
+    daemon = start_group(
         ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", f"--base-path={base}",
          "--export-all", "--enable=receive-pack", str(base)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -216,7 +218,7 @@ def start_git_daemon(base: Path) -> tuple[subprocess.Popen, int]:
         if subprocess.run(["git", "ls-remote", f"git://127.0.0.1:{port}/dags.git"], capture_output=True).returncode == 0:
             return daemon, port
         time.sleep(0.1)
-    daemon.kill()
+    stop_groups([daemon])
     pytest.fail("git daemon did not start")
 
 
@@ -226,6 +228,7 @@ def test_concurrent_syncs_all_finish_and_the_remote_equals_one_source(tmp_path):
     bare_repo(base / "dags.git", {"README.md": "outside the sub-path\n"})
     daemon, port = start_git_daemon(base)
     url = f"git://127.0.0.1:{port}/dags.git"
+    procs: list[subprocess.Popen] = []
     try:
         sources = []
         for n in range(3):
@@ -234,7 +237,7 @@ def test_concurrent_syncs_all_finish_and_the_remote_equals_one_source(tmp_path):
                 write_dag(source, f"dag_{i}.py", dag_id=f"dag_{i}_from_{n}")
             sources.append(source)
         procs = [
-            subprocess.Popen(
+            start_group(
                 [CLI, "sync-dags", "--target", "dev", "--repo", url, "--branch", "main", "--source", str(s),
                  "--no-import-check", "--json"],
                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -262,8 +265,7 @@ def test_concurrent_syncs_all_finish_and_the_remote_equals_one_source(tmp_path):
         assert len(matching) == 1, "the remote must equal exactly one of the sources, never a mix"
         assert sum(json.loads(out)["status"] == "published" for _, out, _ in results) >= 1
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
+        stop_groups([*procs, daemon])
 
 
 def test_killed_sync_never_half_updates_the_remote_and_the_next_run_recovers(tmp_path):
@@ -275,10 +277,14 @@ def test_killed_sync_never_half_updates_the_remote_and_the_next_run_recovers(tmp
     env = {**os.environ, "AIRFLOW_GITOPS_SYNC_CACHE": str(tmp_path / "cache")}
     args = [CLI, "sync-dags", "--target", "dev", "--repo", url, "--branch", "main", "--source", str(source), "--no-import-check"]
     for delay in (0.3, 0.45, 0.6, 0.75):
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        # Killed with the git processes it runs, as a CI job's timeout or an OOM kill of its group would.
+        proc = start_group(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            stop_groups([proc], timeout=10)
         tree = remote_tree(url)
         dags = {p: t for p, t in tree.items() if p.startswith("dags/") and p.endswith(".py")}
         assert dags in ({}, expected), "a killed sync left the remote half-updated"
@@ -350,8 +356,9 @@ def test_names_and_contents_outside_ascii_round_trip(tmp_path, cache):
     assert result.status == "published"
     tree = remote_tree(url)
     assert tree['dags/équipe données/rapport "été".py'] == (source / "équipe données" / 'rapport "été".py').read_text()
-    commit = git.Repo(url.removeprefix("file://")).commit("main")
-    assert commit.author.name == "Zoë Müller" and commit.author.email == "zoe@example.com"
+    with git.Repo(url.removeprefix("file://")) as published:
+        commit = published.commit("main")
+        assert commit.author.name == "Zoë Müller" and commit.author.email == "zoe@example.com"
     assert sync(source, url, import_check=False).status == "up-to-date"
 
 
@@ -491,3 +498,57 @@ def test_the_syntax_cache_stays_bounded_and_never_hides_an_error(tmp_path):
     files = scan(source)
     assert check_syntax(source, files, 1, cache_dir) == ["bad.py:1: syntax error: '(' was never closed"]
     assert known.read_text().split() == [files["good.py"]]
+
+
+PROMOTED_KEY = "inventory/targets/prod.yml: parameters.airflow.dags.git_sync.promoted_from"
+
+
+def test_a_sync_to_an_environment_whose_dags_are_promoted_is_refused_and_pushes_nothing(tmp_path, cache):
+    from airflow_gitops.dags.sync import DirectSyncRefused
+
+    url = bare_repo(tmp_path / "dags.git")
+    source = tmp_path / "src"
+    write_dag(source, "etl.py")
+    for dry_run in (False, True):
+        with pytest.raises(DirectSyncRefused) as error:
+            sync_dags(REPO, "prod", source=source, repo=url, import_check=False, dry_run=dry_run)
+        message = str(error.value)
+        assert message.startswith(f"{PROMOTED_KEY} is 'staging': prod's DAGs arrive by promotion, not by sync-dags")
+        assert "airflow-gitops promote-dags --from staging --to prod" in message and "--allow-promoted" in message
+    assert remote_head(url, "prod") == ""
+    published = sync_dags(REPO, "prod", source=source, repo=url, import_check=False, allow_promoted=True)
+    assert published.status == "published" and remote_head(url, "prod") == published.commit
+
+
+def test_cli_refuses_a_direct_sync_to_prod_and_promote_reset_recovers_a_diverged_branch(tmp_path):
+    """The whole story of issue 13 against one bare repository: the refusal, the override, the
+    promotion it blocks, and the recovery."""
+    url = bare_repo(tmp_path / "dags.git")
+    staging_src, prod_src = tmp_path / "staging-src", tmp_path / "prod-src"
+    write_dag(staging_src, "etl.py")
+    write_dag(prod_src, "hotfix.py")
+    env = {**os.environ, "AIRFLOW_GITOPS_SYNC_CACHE": str(tmp_path / "cache")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, *args], cwd=REPO, env=env, capture_output=True, text=True)
+
+    def sync_args(target: str, source: Path) -> list[str]:
+        return ["sync-dags", "--target", target, "--repo", url, "--source", str(source), "--no-import-check"]
+
+    assert cli(*sync_args("staging", staging_src)).returncode == 0
+    refused = cli(*sync_args("prod", prod_src))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"error: {PROMOTED_KEY} is 'staging'")
+    assert "airflow-gitops promote-dags --from staging --to prod" in refused.stderr
+    assert remote_head(url, "prod") == ""
+    # Forced through: prod now has a commit staging lacks, and promotion stops.
+    assert cli(*sync_args("prod", prod_src), "--allow-promoted").returncode == 0
+    diverged = remote_head(url, "prod")
+    blocked = cli("promote-dags", "--to", "prod", "--repo", url)
+    assert blocked.returncode == 1 and "--reset" in blocked.stderr
+    assert remote_head(url, "prod") == diverged
+    reset = cli("promote-dags", "--to", "prod", "--repo", url, "--reset")
+    assert reset.returncode == 0, reset.stderr
+    assert remote_head(url, "prod") == remote_head(url, "staging")
+    assert f"dropped 1 commit prod had and staging lacks:\n  {diverged[:12]} Sync DAGs for prod" in reset.stdout
+    assert remote_tree(url, "prod") == remote_tree(url, "staging")

@@ -54,6 +54,14 @@ def test_inventory_check_names_file_and_key():
     assert outcome.reasons == ["inventory/targets/staging.yml: parameters.airflow.scheduler.replicas: 'three' is not of type 'integer'"]
 
 
+def test_inventory_check_refuses_a_promoted_from_that_names_no_environment(repo_copy):
+    target = repo_copy / "inventory" / "targets" / "prod.yml"
+    target.write_text(target.read_text().replace("promoted_from: staging", "promoted_from: stagin"))
+    outcome = inventory_schema.run(context_for(repo_copy, ["prod"]))["prod"]
+    assert outcome.reasons == ["inventory/targets/prod.yml: parameters.airflow.dags.git_sync.promoted_from: 'stagin' "
+                               "is not an environment (did you mean staging? known: dev, prod, staging)"]
+
+
 def test_up_to_date_reports_hand_edits_missing_and_extra_files_with_a_diff(repo_copy):
     scheduler = next((repo_copy / "compiled" / "dev").rglob("deployment-airflow-scheduler.yaml"))
     scheduler.write_text(scheduler.read_text().replace("replicas: 1", "replicas: 3"))
@@ -64,6 +72,10 @@ def test_up_to_date_reports_hand_edits_missing_and_extra_files_with_a_diff(repo_
     assert dev.status == "fail" and len(dev.reasons) == 1
     assert dev.reasons[0].startswith("compiled/dev/manifests/workloads/deployment-airflow-scheduler.yaml: differs from a fresh compile")
     assert "-  replicas: 3" in dev.reasons[0] and "+  replicas: 1" in dev.reasons[0]
+    # What it compares: the working tree's compiled/ (edited, not committed) with a fresh compile.
+    assert "--- compiled/dev/manifests/workloads/deployment-airflow-scheduler.yaml (working tree)" in dev.reasons[0]
+    assert "+++ compiled/dev/manifests/workloads/deployment-airflow-scheduler.yaml (fresh compile)" in dev.reasons[0]
+    assert "committed/" not in dev.reasons[0]
     assert outcomes["prod"].reasons == ["compiled/prod/manifests/base/configmap-by-hand.yaml: not produced by a compile "
                                         "(written by hand, or left from a removed component)"]
     assert outcomes["staging"].reasons == ["compiled/staging/manifests/workloads/service-airflow-api-server.yaml: missing; "
@@ -134,6 +146,47 @@ def test_secrets_check_finds_literal_values_and_credentials(repo_copy):
                                        "stringData.jwt-secret is not a Kapitan ref tag (a literal value in Git)"]
     assert len(outcomes["prod"].reasons) == 1 and "a password in a URL" in outcomes["prod"].reasons[0]
     assert outcomes["prod"].reasons[0].startswith("inventory/targets/prod.yml:")
+
+
+def write_ref(root: Path, path: str, value: str, tmp_path: Path) -> None:
+    """A base64 ref written by Kapitan itself (kapitan refs --write), as a rotation would."""
+    source = tmp_path / "ref-value"
+    source.write_text(value)
+    kapitan = str(Path(sys.executable).with_name("kapitan"))
+    subprocess.run([kapitan, "refs", "--write", f"base64:{path}", "-f", str(source)], cwd=root, check=True, capture_output=True)
+
+
+def test_secrets_check_fails_a_jwt_secret_too_short_for_hs512_and_says_how_to_rotate_it(repo_copy, tmp_path):
+    write_ref(repo_copy, "targets/dev/jwt_secret", "k" * 43, tmp_path)
+    outcomes = secrets_scan.run(context_for(repo_copy, None))
+    assert outcomes["dev"].reasons == [
+        "kapitan/refs/targets/dev/jwt_secret: [api_auth] jwt_secret is 43 bytes long; HS512 (Airflow's jwt_algorithm "
+        "when a jwt_secret is set) needs at least 64 (PyJWT warns below that, RFC 7518 section 3.2). Fix: "
+        "`rm kapitan/refs/targets/dev/jwt_secret && make compile` generates a new key; commit it with compiled/dev. "
+        "Once it is applied, the pods that read it roll by themselves (checksum/secrets): tokens signed with the old key "
+        "are no longer accepted, so tasks running across the roll fail and need a retry"]
+    assert outcomes["prod"].status == outcomes["staging"].status == "ok"  # external-secrets: no key in Git
+    write_ref(repo_copy, "targets/dev/jwt_secret", "k" * 64, tmp_path)
+    assert secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].status == "ok"
+
+
+def test_secrets_check_fails_an_api_secret_key_too_short_for_the_hs512_log_tokens(repo_copy, tmp_path):
+    write_ref(repo_copy, "targets/dev/api_secret_key", "k" * 43, tmp_path)
+    [reason] = secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].reasons
+    assert reason.startswith("kapitan/refs/targets/dev/api_secret_key: [api] secret_key is 43 bytes long; HS512 "
+                             "(Airflow's log-fetching tokens) needs at least 64")
+
+
+def test_the_jwt_secret_minimum_follows_a_configured_jwt_algorithm(repo_copy, tmp_path):
+    target = repo_copy / "inventory" / "targets" / "dev.yml"
+    assert "\n  airflow:\n" in target.read_text()
+    target.write_text(target.read_text().replace(
+        "\n  airflow:\n", "\n  airflow:\n    config:\n      api_auth:\n        jwt_algorithm: HS256\n", 1))
+    write_ref(repo_copy, "targets/dev/jwt_secret", "k" * 32, tmp_path)
+    assert secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].status == "ok"
+    write_ref(repo_copy, "targets/dev/jwt_secret", "k" * 31, tmp_path)
+    [reason] = secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].reasons
+    assert "is 31 bytes long; HS256 (parameters.airflow.config.api_auth.jwt_algorithm) needs at least 32" in reason
 
 
 @pytest.mark.parametrize("text, finding", [

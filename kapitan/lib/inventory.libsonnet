@@ -74,7 +74,9 @@ local unknownConfigErrors(airflow) =
       if !std.member(unchecked, section)
       for key in (if std.objectHas(known, section) then std.objectFields(airflow.config[section]) else [''])
       if !std.objectHas(known, section) || !std.objectHas(known[section], key)
-    ];
+    ]
+    // Values of the wrong type for the options it knows (Airflow would stop on them).
+    + (import 'config-types.libsonnet')(airflow, known, targetFile);
 
 // `executor` names one executor or two, separated by a comma.
 local usesExecutor(airflow, name) = std.member(std.split(airflow.executor, ','), name);
@@ -206,6 +208,11 @@ local productionErrors(airflow) =
     % [targetFile, c.key, c.what]
     for c in rwxClaims
     if std.get(std.get(airflow, std.split(c.key, '.')[0], {}), 'pvc', {}).storage_class == ''
+  ] + [
+    '%s: parameters.airflow.dags.git_sync.promoted_from: %s is not an environment (no inventory/targets/%s.yml): name the environment its DAGs are promoted from, or "" when they are synced directly'
+    % [targetFile, std.manifestJson(from), from]
+    for from in [std.get(airflow.dags.git_sync, 'promoted_from', '')]
+    if from != '' && (from == target || !kap.file_exists('inventory/targets/%s.yml' % from).exists)
   ] + [
     '%s: parameters.airflow.image.tag: %s does not name Airflow %s (parameters.airflow.version), and every check (DAGs, airflow.cfg options) uses that version: set version to the image\'s Airflow version, or, for a custom image built on Airflow %s, set parameters.airflow.image.carries_version: true'
     % [targetFile, std.manifestJson(tag), airflow.version, airflow.version]

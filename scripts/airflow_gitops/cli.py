@@ -80,6 +80,7 @@ def _sync_dags(args: argparse.Namespace) -> int:
     result = sync_dags(
         root, args.target, source=Path(args.source) if args.source else None, repo=args.repo, branch=args.branch,
         dry_run=args.dry_run, import_check=not args.no_import_check, author=args.author, committer=args.committer,
+        allow_promoted=args.allow_promoted,
     )
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
@@ -101,13 +102,17 @@ def _sync_dags(args: argparse.Namespace) -> int:
 def _promote_dags(args: argparse.Namespace) -> int:
     from .dags.promote import promote
 
-    result = promote(find_root(), args.source_env, args.target_env, repo=args.repo)
+    result = promote(find_root(), args.source_env, args.target_env, repo=args.repo, reset=args.reset)
     if not result.changed:
         print(f"{args.target_env} already runs {result.commit[:12]} ({result.kind} {result.target_ref})")
-    else:
-        was = result.previous[:12] if result.previous else "nothing"
-        print(f"{args.target_env}: {result.kind} {result.target_ref} {was} -> {result.commit[:12]} "
-              f"(what {args.source_env} runs on {result.source_ref})")
+        return 0
+    was = result.previous[:12] if result.previous else "nothing"
+    print(f"{args.target_env}: {result.kind} {result.target_ref} {was} -> {result.commit[:12]} "
+          f"(what {result.source_env} runs on {result.source_ref})")
+    if result.discarded:
+        count = len(result.discarded)
+        print(f"dropped {count} commit{'' if count == 1 else 's'} {args.target_env} had and {result.source_env} lacks:")
+        print("\n".join(f"  {line}" for line in result.discarded))
     return 0
 
 
@@ -147,12 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.add_argument("--author", help="commit author, 'Name <email>' (default: $AIRFLOW_GITOPS_AUTHOR or airflow-gitops)")
     p.add_argument("--committer", help="commit committer, 'Name <email>' (default: the author)")
+    p.add_argument("--allow-promoted", action="store_true",
+                   help="publish even to an environment whose DAGs arrive by promote-dags (dags.git_sync.promoted_from); "
+                        "its promotions are then refused until promote-dags --reset")
     p.set_defaults(func=_sync_dags)
 
     p = sub.add_parser("promote-dags", help="point an environment's DAG ref at the exact commit another runs")
-    p.add_argument("--from", dest="source_env", required=True, help="environment whose DAGs were tested (e.g. staging)")
+    p.add_argument("--from", dest="source_env",
+                   help="environment whose DAGs were tested (default: the target's dags.git_sync.promoted_from)")
     p.add_argument("--to", dest="target_env", required=True, help="environment to promote to (e.g. prod)")
     p.add_argument("--repo", help="override the DAG repository URL from the inventory (both environments)")
+    p.add_argument("--reset", action="store_true",
+                   help="also when the target's ref has commits the source lacks: set it to the source's commit "
+                        "(with a lease) and list the commits dropped from it")
     p.set_defaults(func=_promote_dags)
 
     from .validate.names import CHECK_NAMES

@@ -30,7 +30,7 @@ def target_parameters(root: Path, target: str) -> dict[str, Any]:
 
     result = run_kapitan(["inventory", "-t", target], root)
     if result.returncode != 0:
-        raise InventoryError(explain_failure(result.stdout + result.stderr))
+        raise InventoryError(explain_failure(result.stdout + result.stderr, root))
     node = yaml.safe_load(result.stdout) or {}
     return node.get("parameters", {})
 
@@ -53,6 +53,96 @@ def cached_target_parameters(root: Path, target: str, cache: Path) -> dict[str, 
     tmp.write_text(json.dumps(params))
     tmp.replace(path)
     return params
+
+
+def close_matches(name: str, candidates: list[str]) -> list[str]:
+    """The candidates `name` was probably meant to be: only those about as close as the best, since
+    dotted class names share long prefixes that make every sibling look close."""
+    import difflib
+
+    scored = sorted(((difflib.SequenceMatcher(None, name, c).ratio(), c) for c in candidates), reverse=True)
+    best = scored[0][0] if scored else 0.0
+    return [c for ratio, c in scored[:3] if ratio >= 0.6 and ratio >= best - 0.05]
+
+
+def _did_you_mean(matches: list[str]) -> str:
+    return f"did you mean {' or '.join(matches)}?" if matches else ""
+
+
+def target_file(root: Path, node: str) -> str:
+    """The file of a target reclass names `node` (inventory/targets/<node>.yml, or deeper)."""
+    targets_dir = root / "inventory" / "targets"
+    found = sorted(targets_dir.rglob(f"{node}.yml"), key=lambda p: len(p.parts))
+    return str((found[0] if found else targets_dir / f"{node}.yml").relative_to(root))
+
+
+def class_names(root: Path) -> list[str]:
+    """Every class of the inventory, as targets name it: inventory/classes/a/b.yml (or a/b/init.yml) is a.b."""
+    classes_dir = root / "inventory" / "classes"
+    names = set()
+    for path in classes_dir.rglob("*.yml"):
+        parts = path.relative_to(classes_dir).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "init" else parts
+        if parts:
+            names.add(".".join(parts))
+    return sorted(names)
+
+
+def _classes_listed(path: Path) -> list[str]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    classes = data.get("classes") if isinstance(data, dict) else None
+    return [str(c) for c in classes] if isinstance(classes, list) else []
+
+
+# What explains a class name to someone who misspelt it: how names map to files, on one example.
+_CLASS_EXAMPLE = "airflow.executor.local"
+
+
+def missing_class_hint(root: Path, node: str, name: str) -> str:
+    """What to add to reclass's "Class NAME not found" for target `node`: the class file that lists
+    the name when the target itself does not, and the classes it probably meant."""
+    notes = []
+    if name not in _classes_listed(root / target_file(root, node)):
+        listing = sorted(str(p.relative_to(root)) for p in (root / "inventory" / "classes").rglob("*.yml")
+                         if name in _classes_listed(p))
+        if listing:
+            notes.append(f"listed in {', '.join(listing)}")
+    known = class_names(root)
+    matches = close_matches(name, known)
+    if matches:
+        notes.append(_did_you_mean(matches))
+    else:
+        how = "a class is named by its file's path under inventory/classes/, dots for slashes, without .yml"
+        if _CLASS_EXAMPLE in known:
+            how += f": {_CLASS_EXAMPLE} is inventory/classes/{_CLASS_EXAMPLE.replace('.', '/')}.yml"
+        notes.append(f"no inventory/classes/{name.replace('.', '/')}.yml; {how}")
+    return f" ({'; '.join(notes)})"
+
+
+PROMOTED_FROM = "parameters.airflow.dags.git_sync.promoted_from"
+
+
+def promoted_from(root: Path, target: str, params: dict[str, Any]) -> str:
+    """`dags.git_sync.promoted_from` of a target's parameters.airflow: "" (its DAGs are synced) or the
+    environment its DAGs are promoted from. Raises InventoryError when that is no other environment."""
+    source = str(params.get("dags", {}).get("git_sync", {}).get("promoted_from") or "")
+    if not source:
+        return ""
+    where = f"inventory/targets/{target}.yml: {PROMOTED_FROM}"
+    if source == target:
+        raise InventoryError(f"{where}: {source!r} is this environment itself: name the environment whose DAGs "
+                             f"{target} receives by promote-dags (e.g. staging), or leave it empty")
+    known = list_targets(root)
+    if source not in known:
+        hint = _did_you_mean(close_matches(source, known))
+        raise InventoryError(f"{where}: {source!r} is not an environment ({hint + ' ' if hint else ''}"
+                             f"known: {', '.join(known)})")
+    return source
 
 
 def airflow_parameters(root: Path, target: str, cache: Path | None = None) -> dict[str, Any]:

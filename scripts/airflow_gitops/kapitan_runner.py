@@ -22,6 +22,7 @@ _ERROR_LINE = re.compile(r"^Error compiling (?P<target>\S+): (?P<message>.+)$", 
 _RECLASS_ERROR = re.compile(r"^(Reclass-rs error: .+|Inventory error: .+)$", re.MULTILINE)
 _COMPILING = re.compile(r"Compiling (?P<selected>\d+)/(?P<discovered>\d+) targets")
 _RECLASS_NODE = re.compile(r"^Reclass-rs error: Error while rendering inventory: Error rendering node (?P<node>[^:\s]+): (?P<message>.+)$")
+_MISSING_CLASS = re.compile(r"^Class (?P<name>\S+) not found$")
 
 
 # What a compile reads: a copy of these compiles exactly like the repository.
@@ -76,17 +77,27 @@ def _clean(message: str) -> str:
     return message.removeprefix("RUNTIME ERROR: ").removeprefix("invalid inventory: ").strip()
 
 
-def _reclass_line(line: str) -> str:
-    """reclass-rs names the node; the user edits inventory/targets/<node>.yml."""
+def _reclass_line(line: str, root: Path | None) -> str:
+    """reclass-rs names the node; the user edits inventory/targets/<node>.yml. A class it cannot
+    find gets where it is listed and what was probably meant (with `root`, the inventory's)."""
     m = _RECLASS_NODE.match(line)
-    return f"inventory/targets/{m['node']}.yml: {m['message']}" if m else line
+    if not m:
+        return line
+    if root is None:
+        return f"inventory/targets/{m['node']}.yml: {m['message']}"
+    from . import inventory
+
+    missing = _MISSING_CLASS.match(m["message"])
+    hint = inventory.missing_class_hint(root, m["node"], missing["name"]) if missing else ""
+    return f"{inventory.target_file(root, m['node'])}: {m['message']}{hint}"
 
 
-def explain_failure(output: str) -> str:
-    """The user-facing part of kapitan's output: one line per failed target."""
+def explain_failure(output: str, root: Path | None = None) -> str:
+    """The user-facing part of kapitan's output: one line per failed target (`root`: the repository
+    whose inventory kapitan read, for suggestions)."""
     lines = [f"{m['target']}: {_clean(m['message'])}" if not _clean(m["message"]).startswith("inventory/")
              else _clean(m["message"]) for m in _ERROR_LINE.finditer(output)]
-    lines += [_reclass_line(m.group(1)) for m in _RECLASS_ERROR.finditer(output)]
+    lines += [_reclass_line(m.group(1), root) for m in _RECLASS_ERROR.finditer(output)]
     if not lines:
         tail = [line for line in output.strip().splitlines() if line.strip()][-5:]
         lines = tail or ["kapitan failed without a message"]
@@ -105,12 +116,26 @@ def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, t
     args = ["compile", "--output-path", str(output_path)]
     if targets:
         args += ["--targets", *targets]
+    refs_before = _ref_files(root)
     result = run_kapitan(args, root, tmpdir)
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        raise CompileError(explain_failure(output))
+        raise CompileError(explain_failure(output, root))
+    if _ref_files(root) != refs_before:
+        # A new environment's refs were written by this compile, after its pods' secret checksums
+        # were computed without them: compile once more, so that the output is what every later
+        # compile gives (a plain `kapitan compile` needs running twice for a new environment).
+        result = run_kapitan(args, root, tmpdir)
+        output = result.stdout + result.stderr
+        if result.returncode != 0:
+            raise CompileError(explain_failure(output, root))
     counts = _COMPILING.search(output)
     return counts is not None and counts["selected"] == counts["discovered"]
+
+
+def _ref_files(root: Path) -> set[str]:
+    refs = root / "kapitan" / "refs"
+    return {str(p.relative_to(refs)) for p in refs.rglob("*") if p.is_file()} if refs.is_dir() else set()
 
 
 @contextmanager

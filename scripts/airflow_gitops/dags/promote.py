@@ -1,8 +1,11 @@
 """`promote-dags`: point one environment's tracked DAG ref at the exact commit another runs.
 
 prod then runs what staging tested. The ref moves only forward: when the target ref has commits
-the source ref does not, the promotion is refused. The target's `dags.git_sync.ref_type` says
-how: a branch is fast-forwarded, a tag is moved (with a lease on its old value).
+the source ref does not, the promotion is refused, unless `reset` is asked for: then the ref is set
+to the source's commit and the commits only the target had are dropped from it (and listed). The
+target's `dags.git_sync.ref_type` says how: a branch is fast-forwarded, a tag is moved; either is
+pushed with a lease on the value it was read with. The source environment defaults to the
+target's `dags.git_sync.promoted_from`, and may not be another one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from .. import gitcli
 from ..errors import AirflowGitopsError
+from ..inventory import PROMOTED_FROM
 from .sync import destination_for
 
 
@@ -23,6 +27,7 @@ class PromotionError(AirflowGitopsError):
 
 @dataclass(frozen=True)
 class Promotion:
+    source_env: str
     repo: str
     source_ref: str
     target_ref: str
@@ -30,6 +35,9 @@ class Promotion:
     previous: str | None
     kind: str  # branch | tag
     changed: bool
+    # With reset: the commits the target's ref had and the source's lacks, now dropped from it
+    # ("<short sha> <subject>", newest first).
+    discarded: tuple[str, ...] = ()
 
 
 def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,9 +55,32 @@ def _remote_refs(url: str, name: str) -> dict[str, str]:
     return refs
 
 
-def promote(root: Path, source_env: str, target_env: str, repo: str | None = None) -> Promotion:
-    source = destination_for(root, source_env, repo, None)
+def _source_env(target_env: str, asked: str | None, promoted_from: str) -> str:
+    where = f"inventory/targets/{target_env}.yml: {PROMOTED_FROM}"
+    if asked is None:
+        if not promoted_from:
+            raise PromotionError(f"{where} is empty: name the environment to promote from with --from (or set promoted_from)")
+        return promoted_from
+    if promoted_from and asked != promoted_from:
+        raise PromotionError(f"{where}: {target_env}'s DAGs are promoted from {promoted_from}, not from {asked}: run "
+                             f"`airflow-gitops promote-dags --from {promoted_from} --to {target_env}`, or change promoted_from")
+    return asked
+
+
+def _discarded(work: Path, previous: str, commit: str) -> tuple[str, ...]:
+    listed = _git("log", "--format=%h %s", "--abbrev=12", f"{commit}..{previous}", cwd=work)
+    if listed.returncode != 0:
+        raise PromotionError(f"cannot list the commits a reset would drop: {listed.stderr.strip()}")
+    return tuple(listed.stdout.splitlines())
+
+
+def promote(root: Path, source_env: str | None, target_env: str, repo: str | None = None,
+            reset: bool = False) -> Promotion:
+    """Move `target_env`'s DAG ref to the commit `source_env`'s ref points at (default: the target's
+    promoted_from). With `reset`, also when the target's ref has commits the source lacks."""
     target = destination_for(root, target_env, repo, None)
+    source_env = _source_env(target_env, source_env, target.promoted_from)
+    source = destination_for(root, source_env, repo, None)
     if source.repo != target.repo:
         raise PromotionError(
             f"{source_env} reads DAGs from {source.repo} but {target_env} from {target.repo}: "
@@ -74,7 +105,7 @@ def promote(root: Path, source_env: str, target_env: str, repo: str | None = Non
         )
     previous = target_refs.get(f"{full_ref}^{{}}") or target_refs.get(full_ref)
     if previous == commit:
-        return Promotion(url, source.branch, target.branch, commit, previous, kind, False)
+        return Promotion(source_env, url, source.branch, target.branch, commit, previous, kind, False)
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-promote-") as tmp:
         work = Path(tmp)
         _git("init", "-q", "--bare", str(work))
@@ -85,15 +116,21 @@ def promote(root: Path, source_env: str, target_env: str, repo: str | None = Non
         fetched = _git("fetch", "-q", url, *wanted, cwd=work)
         if fetched.returncode != 0:
             raise PromotionError(f"cannot fetch from {url}: {fetched.stderr.strip()}")
+        discarded: tuple[str, ...] = ()
         if previous and _git("merge-base", "--is-ancestor", previous, commit, cwd=work).returncode != 0:
-            raise PromotionError(
-                f"{target_env}'s {kind} {target.branch!r} ({previous[:12]}) has commits that {source_env}'s "
-                f"{source.branch!r} ({commit[:12]}) does not: refusing to promote. Bring them into "
-                f"{source.branch!r} (and test them there) first."
-            )
-        lease = f"--force-with-lease={full_ref}:{previous or ''}"
-        refspec = f"{commit}:{full_ref}" if kind == "branch" else f"+{commit}:{full_ref}"
-        pushed = _git("push", "-q", lease, url, refspec, cwd=work)
+            if not reset:
+                raise PromotionError(
+                    f"{target_env}'s {kind} {target.branch!r} ({previous[:12]}) has commits that {source_env}'s "
+                    f"{source.branch!r} ({commit[:12]}) does not: refusing to promote. Bring them into "
+                    f"{source.branch!r} (and test them there) first, or drop them from {target.branch!r} with "
+                    f"`airflow-gitops promote-dags --from {source_env} --to {target_env} --reset`."
+                )
+            discarded = _discarded(work, previous, commit)
+        # The lease lets the push replace the ref (move a tag, drop commits with reset) only if it still
+        # is what was read above. No `+` on the refspec: that would force the push past the lease.
+        # (An annotated tag's lease is the tag object's id, what the ref holds, not the commit it names.)
+        lease = f"--force-with-lease={full_ref}:{target_refs.get(full_ref, '')}"
+        pushed = _git("push", "-q", lease, url, f"{commit}:{full_ref}", cwd=work)
         if pushed.returncode != 0:
             raise PromotionError(f"push to {url} {full_ref} refused: {pushed.stderr.strip()}")
-    return Promotion(url, source.branch, target.branch, commit, previous, kind, True)
+    return Promotion(source_env, url, source.branch, target.branch, commit, previous, kind, True, discarded)

@@ -19,6 +19,20 @@ from .source import scan
 T = TypeVar("T")
 
 
+class DirectSyncRefused(AirflowGitopsError):
+    """The environment's DAGs arrive by promote-dags: publishing to it directly would give its ref
+    commits the source environment lacks, and every later promotion would be refused."""
+
+    def __init__(self, target: str, source: str):
+        super().__init__(
+            f"inventory/targets/{target}.yml: {inventory.PROMOTED_FROM} is {source!r}: {target}'s DAGs arrive by "
+            f"promotion, not by sync-dags. Sync {source} (`airflow-gitops sync-dags --target {source}`), test there, "
+            f"then run `airflow-gitops promote-dags --from {source} --to {target}`. Nothing was pushed. "
+            f"(`sync-dags --allow-promoted` publishes to {target} anyway; its ref then has commits {source} lacks, and "
+            f"promotion is refused until `promote-dags --from {source} --to {target} --reset` drops them.)"
+        )
+
+
 class DagSource(NamedTuple):
     """Where an environment's DAGs go, from its inventory (overridable for tests and one-offs)."""
 
@@ -27,6 +41,7 @@ class DagSource(NamedTuple):
     sub_path: str
     airflow_version: str
     ref_type: str = "branch"  # how promote-dags moves this ref: branch | tag
+    promoted_from: str = ""  # the environment whose DAGs promote-dags brings here ("" = synced directly)
 
 
 class SyncResult(NamedTuple):
@@ -80,7 +95,7 @@ def destination_for(root: Path, target: str, repo: str | None, branch: str | Non
     params = inventory.airflow_parameters(root, target, cache=cache_dir(root))
     git_sync = params["dags"]["git_sync"]
     return DagSource(repo or git_sync["repo"], branch or git_sync["ref"], git_sync["sub_path"].strip("/"),
-                     params["version"], git_sync.get("ref_type", "branch"))
+                     params["version"], git_sync.get("ref_type", "branch"), inventory.promoted_from(root, target, params))
 
 
 def source_revision(root: Path, source: Path) -> tuple[str, bool]:
@@ -120,8 +135,13 @@ def sync_dags(
     author: str | None = None,
     committer: str | None = None,
     workers: int | None = None,
+    allow_promoted: bool = False,
 ) -> SyncResult:
+    """Check the DAG sources and publish them to `target`'s DAG ref. An environment whose DAGs are
+    promoted (dags.git_sync.promoted_from) is refused, dry runs included, unless `allow_promoted`."""
     destination = destination_for(root, target, repo, branch)
+    if destination.promoted_from and not allow_promoted:
+        raise DirectSyncRefused(target, destination.promoted_from)
     source = (source or root / "dags").resolve()
     if not source.is_dir():
         raise AirflowGitopsError(f"{source}: no such DAG source directory")

@@ -1,12 +1,13 @@
-"""Check 7: each environment's generated airflow.cfg passes `airflow config lint` with the Airflow
-version it deploys (and has no option that version does not know), and the KubernetesExecutor pod
-template loads with the cncf-kubernetes provider's own loader."""
+"""Check 7: each environment's generated airflow.cfg is read, every option the way Airflow reads it,
+and passes `airflow config lint` with the Airflow version it deploys (and has no option that
+version does not know), and the KubernetesExecutor pod template loads with the cncf-kubernetes
+provider's own loader."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import airflow_checks
+from .. import airflow_checks, config_options
 from ..airflow_env import ensure_airflow
 from ..errors import AirflowCheckError
 from .model import BOOTSTRAP, Context, Outcome
@@ -24,9 +25,11 @@ def check_environment(ctx: Context, env: str) -> Outcome:
         return Outcome.failed([f"compiled/{env}/manifests: no airflow.cfg ConfigMap; run `make compile`"])
     airflow = ensure_airflow(ctx.root, params["version"])
     reasons = []
+    # How Airflow's code reads each option, recorded per version (the compile's own check reads it too).
+    kinds = config_options.options_file(ctx.root, params["version"])
     try:
         airflow_checks.check_airflow_cfg(airflow, airflow_checks.extract_configmap_file(config, "airflow.cfg"),
-                                         f"compiled/{env}: airflow.cfg")
+                                         f"compiled/{env}: airflow.cfg", options_file=kinds if kinds.is_file() else None)
     except AirflowCheckError as error:
         reasons.append(str(error))
     template = airflow_checks.find_manifest(manifests, "configmap-airflow-pod-template.yaml")

@@ -42,9 +42,15 @@ def context_for(root: Path, environments: list[str] | None) -> Context:
     ctx = Context(root=root, environments=list(environments or known), include_bootstrap=not environments)
     for env in ctx.environments:
         try:
-            ctx.parameters[env] = inventory.airflow_parameters(root, env)
+            params = inventory.airflow_parameters(root, env)
         except AirflowGitopsError as error:
             ctx.parameters[env] = None
+            ctx.inventory_errors[env] = str(error)
+            continue
+        ctx.parameters[env] = params
+        try:  # a reference to another environment, which the schema cannot check
+            inventory.promoted_from(root, env, params)
+        except InventoryError as error:
             ctx.inventory_errors[env] = str(error)
     return ctx
 

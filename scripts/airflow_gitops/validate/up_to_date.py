@@ -1,5 +1,7 @@
-"""Check 2: compile into a temporary directory and compare with the compiled/ about to be pushed.
-A hand edit or a forgotten `make compile` shows as stale, with the files and a short diff."""
+"""Check 2: compile into a temporary directory and compare with compiled/ as it is in the working
+tree (uncommitted edits included; what is committed or staged is not looked at). A hand edit or a
+forgotten `make compile` shows as stale, with the files and a short diff: `-` lines are the working
+tree's, `+` lines the fresh compile's."""
 
 from __future__ import annotations
 
@@ -19,17 +21,18 @@ def _tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()} if path.is_dir() else {}
 
 
-def _short_diff(name: str, committed: bytes, fresh: bytes) -> str:
-    lines = list(difflib.unified_diff(committed.decode(errors="replace").splitlines(),
+def _short_diff(name: str, in_tree: bytes, fresh: bytes) -> str:
+    lines = list(difflib.unified_diff(in_tree.decode(errors="replace").splitlines(),
                                       fresh.decode(errors="replace").splitlines(),
-                                      f"committed/{name}", f"compiled/{name}", lineterm="", n=1))
+                                      f"{name} (working tree)", f"{name} (fresh compile)", lineterm="", n=1))
     shown = lines[:DIFF_LINES] + ([f"... ({len(lines) - DIFF_LINES} more lines)"] if len(lines) > DIFF_LINES else [])
     return "\n".join("    " + line for line in shown)
 
 
-def compare(committed: Path, fresh: Path, prefix: str) -> list[str]:
-    """Files that differ between two compiled trees of one target, described for a reviewer."""
-    old, new = _tree(committed), _tree(fresh)
+def compare(in_tree: Path, fresh: Path, prefix: str) -> list[str]:
+    """Files that differ between a target's compiled/ in the working tree and a fresh compile of
+    it, described for a reviewer."""
+    old, new = _tree(in_tree), _tree(fresh)
     problems = []
     for name in sorted(old.keys() | new.keys()):
         path = f"{prefix}/{name}"
