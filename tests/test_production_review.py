@@ -209,7 +209,9 @@ def test_api_server_and_triggerer_read_pods_and_their_logs_and_nothing_more(mani
         assert role is None
         assert objects[f"deployment-{name}.yaml"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
         return
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    # The triggerer deletes the pod of a cancelled deferred KubernetesPodOperator task (on_kill).
+    verbs = ["get", "list", "watch"] + (["delete"] if component == "triggerer" else [])
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs},
                              {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
     binding = objects[f"rolebinding-{name}.yaml"]
     assert binding["roleRef"]["name"] == name and binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": f"airflow-{env}"}]
@@ -320,6 +322,7 @@ def test_the_bundled_database_takes_a_rotated_password_on_start(manifests: Calla
     sts = manifests("dev")["statefulset-airflow-postgres.yaml"]["spec"]["template"]["spec"]["containers"][0]
     assert sts["lifecycle"]["postStart"]["exec"]["command"] == ["sh", "/scripts/set-password.sh"]
     (base / "new").write_text("rotated-Pa$$word 'quoted'\n")
+    assert "exit 1" not in script  # a failing postStart hook would kill PostgreSQL
     # The same script, on this server's socket directory.
     (base / "set-password.sh").write_text(script.replace("/var/run/postgresql", str(base / "run")))
     env = {"PATH": f"{PG_BIN}:/usr/bin:/bin", "POSTGRES_USER": "airflow", "POSTGRES_PASSWORD_FILE": str(base / "new"), "PGPORT": str(port)}
@@ -354,7 +357,31 @@ def test_removing_an_environment_removes_its_workloads_and_keeps_its_data(fresh_
     assert "finalizers" not in bootstrap["metadata"]
 
 
-def test_dags_promoted_from_an_unknown_environment_are_refused(scratch_repo):
+def test_dags_promoted_from_the_environment_itself_are_refused(scratch_repo):
     target = scratch_repo / "inventory" / "targets" / "prod.yml"
-    target.write_text(target.read_text().replace("promoted_from: staging", "promoted_from: stagin"))
-    refused(scratch_repo, "prod", 'parameters.airflow.dags.git_sync.promoted_from: "stagin" is not an environment')
+    target.write_text(target.read_text().replace("promoted_from: staging", "promoted_from: prod"))
+    refused(scratch_repo, "prod", 'parameters.airflow.dags.git_sync.promoted_from: "prod" is this environment itself')
+
+
+def test_defaults_listed_after_a_feature_class_are_refused(scratch_repo):
+    """airflow.defaults sets every choice again: listed after a feature class it would undo it."""
+    target = scratch_repo / "inventory" / "targets" / "staging.yml"
+    text = target.read_text().replace("  - airflow.executor.kubernetes\n", "")
+    target.write_text(text.replace("  - common\n", "  - common\n  - airflow.executor.celery\n"))
+    refused(scratch_repo, "staging", 'parameters.airflow.executor: is "KubernetesExecutor", but the class airflow.executor.celery chose "CeleryExecutor"',
+            "list common and airflow.defaults first")
+
+
+def test_a_target_overriding_a_class_choice_is_refused(scratch_repo):
+    append_to_target(scratch_repo, "dev", "    database:\n      mode: external\n")
+    refused(scratch_repo, "dev", 'parameters.airflow.database.mode: is "external", but the class airflow.database.bundled chose "bundled"')
+
+
+def test_a_production_environment_whose_profile_used_to_choose_is_refused(scratch_repo):
+    """An older staging target listing only the profile (which used to include the database and
+    secrets classes) is refused, not switched to a bundled database and Kapitan refs."""
+    target = scratch_repo / "inventory" / "targets" / "staging.yml"
+    target.write_text(target.read_text().replace("  - airflow.database.external\n", "").replace("  - secrets.external-secrets\n", ""))
+    refused(scratch_repo, "staging", "parameters.airflow.database.mode: no class chose it in this staging environment",
+            "airflow.database.external or airflow.database.bundled")
+

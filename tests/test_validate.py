@@ -247,3 +247,16 @@ def test_validate_passes_on_this_repository():
     assert list(report["checks"]) == ["inventory", "up-to-date", "kubernetes-schemas", "kustomize", "security-policy",
                                       "secrets", "airflow", "dags"]
     assert report["targets"] == ["dev", "prod", "staging", "bootstrap"]
+
+
+def test_secrets_check_fails_a_fernet_key_airflow_cannot_use_and_accepts_a_rotation_pair(repo_copy, tmp_path):
+    from cryptography.fernet import Fernet
+
+    # An empty value (a rotation step run in a new shell) makes the Secret `=`.
+    write_ref(repo_copy, "targets/dev/fernet_key", "", tmp_path)
+    [reason] = secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].reasons
+    assert reason.startswith("kapitan/refs/targets/dev/fernet_key: [core] fernet_key is not a Fernet key")
+    new, old = (Fernet.generate_key().decode() for _ in range(2))
+    # NEW,OLD as the README's rotation writes it: the Secret appends the first key's `=`.
+    write_ref(repo_copy, "targets/dev/fernet_key", f"{new[:-1]}=,{old}", tmp_path)
+    assert secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].status == "ok"

@@ -85,9 +85,10 @@ local redisObjects = if c.broker.mode != 'bundled' then [] else [
 local workerLogsPort = 8793;
 local worker =
   a.container('worker', ['celery', 'worker', '--queues', std.join(',', w.queues)], w.resources,
-              // Tasks run here: no signing key, no fernet key, no metadata database URL
-              // (Celery's result backend is the one database use left); the API secret key checks
-              // the api-server's log-fetching tokens.
+              // Tasks run here: no signing key, no fernet key, no [database] sql_alchemy_conn.
+              // Celery's result backend is the metadata database itself, so its credentials are
+              // still in this pod (and the migration wait's): a separate result backend would
+              // remove them. The API secret key checks the api-server's log-fetching tokens.
               ['broker', 'result-backend', 'api-secret-key'])
   // dumb-init (the image's PID 1) would pass SIGTERM to the whole process group and kill the
   // running tasks; with this it reaches the Celery main process alone, which then stops taking

@@ -12,19 +12,29 @@ local uid = 999;  // the postgres user of the official Debian-based image
 // rotated password (a new ref or store value; the pod rolls on its checksum) really becomes the
 // role's password, every start sets it again over the local socket, where the image trusts
 // the server's own user, reading it from the file inside psql (never on a command line).
+// It waits for the real server (the entrypoint's first-init server listens on the socket only,
+// so TCP answers once the real one runs), for as long as crash recovery takes, and it never
+// fails: a failing postStart hook would kill PostgreSQL, mid-recovery included. What it did goes
+// to the container's log.
 local setPassword = |||
   #!/bin/sh
-  set -eu
-  tries=0
-  until pg_isready -q -h /var/run/postgresql; do
-    tries=$((tries + 1))
-    [ "$tries" -lt 120 ] || { echo "PostgreSQL did not start" >&2; exit 1; }
-    sleep 1
+  log() { echo "set-password: $*" > /proc/1/fd/2 2>/dev/null || echo "set-password: $*" >&2; }
+  waited=0
+  until pg_isready -q -h 127.0.0.1; do
+    waited=$((waited + 2))
+    if [ "$waited" -ge 3600 ]; then log "PostgreSQL not ready after an hour; password not set"; exit 0; fi
+    sleep 2
   done
-  psql -h /var/run/postgresql -U "$POSTGRES_USER" -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
+  for try in 1 2 3 4 5; do
+    if psql -h /var/run/postgresql -U "$POSTGRES_USER" -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
   \set password `cat "$POSTGRES_PASSWORD_FILE"`
   ALTER ROLE CURRENT_USER PASSWORD :'password';
   SQL
+    then log "the role's password is the one in $POSTGRES_PASSWORD_FILE"; exit 0; fi
+    sleep 3
+  done
+  log "could not set the role's password; it is still the previous one"
+  exit 0
 |||;
 
 local container =

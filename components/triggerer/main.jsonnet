@@ -15,4 +15,4 @@ local main =
 // Deferred KubernetesPodOperator tasks are followed by their trigger here: it reads their pods
 // (in this namespace) through the Kubernetes API.
 k.files(a.component('triggerer', a.names.triggerer, c, main, needsDags=!a.isBundle, groomLogs=true, apiAccess=true)
-        + a.podReader(a.names.triggerer, 'triggerer'))
+        + a.podReader(a.names.triggerer, 'triggerer', deletePods=true))

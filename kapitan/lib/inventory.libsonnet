@@ -209,10 +209,11 @@ local productionErrors(airflow) =
     for c in rwxClaims
     if std.get(std.get(airflow, std.split(c.key, '.')[0], {}), 'pvc', {}).storage_class == ''
   ] + [
-    '%s: parameters.airflow.dags.git_sync.promoted_from: %s is not an environment (no inventory/targets/%s.yml): name the environment its DAGs are promoted from, or "" when they are synced directly'
-    % [targetFile, std.manifestJson(from), from]
+    // Other unknown names are refused by validate, sync-dags and promote-dags, which list every target.
+    '%s: parameters.airflow.dags.git_sync.promoted_from: %s is this environment itself: name the environment its DAGs are promoted from, or "" when they are synced directly'
+    % [targetFile, std.manifestJson(from)]
     for from in [std.get(airflow.dags.git_sync, 'promoted_from', '')]
-    if from != '' && (from == target || !kap.file_exists('inventory/targets/%s.yml' % from).exists)
+    if from == target
   ] + [
     '%s: parameters.airflow.image.tag: %s does not name Airflow %s (parameters.airflow.version), and every check (DAGs, airflow.cfg options) uses that version: set version to the image\'s Airflow version, or, for a custom image built on Airflow %s, set parameters.airflow.image.carries_version: true'
     % [targetFile, std.manifestJson(tag), airflow.version, airflow.version]
@@ -226,12 +227,40 @@ local productionErrors(airflow) =
 local choiceErrors(airflow) =
   local chosen = std.get(airflow, 'chosen_by', {});
   [
-    '%s: parameters.airflow.%s: chosen by two classes, %s (%s) and %s (%s): the later class wins silently while the earlier one\'s other settings stay; keep one of them in the target\'s classes (a profile includes its own choices: see its classes)'
+    '%s: parameters.airflow.%s: chosen by two classes, %s (%s) and %s (%s): the later class wins silently while the earlier one\'s other settings stay; keep one of them in the target\'s classes (or in the classes they include)'
     % [targetFile, key, classes[0].class, std.manifestJson(classes[0].value), classes[1].class, std.manifestJson(classes[1].value)]
     for key in std.objectFields(chosen)
     for classes in [std.uniq(std.sort(chosen[key], function(c) c.class), function(c) c.class)]
     if std.length(classes) > 1
   ];
+
+// A class's choice overridden afterwards (a class that records nothing, airflow.defaults listed
+// after the feature class, or the target's own value): the value in effect is not the one the
+// class chose, while the class's other settings stay.
+local valueAt(airflow, key) = std.foldl(function(node, k) if std.isObject(node) then std.get(node, k, null) else null, std.split(key, '.'), airflow);
+local overriddenChoiceErrors(airflow) =
+  local chosen = std.get(airflow, 'chosen_by', {});
+  [
+    '%s: parameters.airflow.%s: is %s, but the class %s chose %s: something after it set the value again (airflow.defaults listed after it, another class, or the target itself) while the class\'s other settings stay; list common and airflow.defaults first, and make the choice with one class only (the class for %s, if there is one)'
+    % [targetFile, key, std.manifestJson(valueAt(airflow, key)), chosen[key][0].class, std.manifestJson(chosen[key][0].value), std.manifestJson(valueAt(airflow, key))]
+    for key in std.objectFields(chosen)
+    if std.length(std.uniq(std.sort([c.class for c in chosen[key]]))) == 1 && valueAt(airflow, key) != chosen[key][0].value
+  ];
+
+// Outside dev, the choices that decide where data and secrets live are made explicitly by a class
+// (profiles no longer make them: an older target relying on its profile would otherwise switch
+// to a bundled database and Kapitan refs without a word).
+local explicitChoices = {
+  executor: 'airflow.executor.kubernetes, airflow.executor.celery, airflow.executor.local or airflow.executor.celery-kubernetes',
+  'database.mode': 'airflow.database.external or airflow.database.bundled',
+  'secrets.mode': 'secrets.external-secrets or secrets.kapitan-refs',
+};
+local missingChoiceErrors(airflow) = [
+  '%s: parameters.airflow.%s: no class chose it in this %s environment, so it is the default %s: list the class you mean among the target\'s classes (%s); profiles choose no feature'
+  % [targetFile, key, airflow.profile, std.manifestJson(valueAt(airflow, key)), explicitChoices[key]]
+  for key in std.objectFields(explicitChoices)
+  if airflow.profile != 'dev' && !std.objectHas(std.get(airflow, 'chosen_by', {}), key)
+];
 
 local checked =
   if unknownTopLevel != [] then
@@ -245,7 +274,8 @@ local checked =
     else
       // A clash of classes first: it explains the other problems it causes.
       local problems = choiceErrors(parameters.airflow) + unknownConfigErrors(parameters.airflow)
-                       + combinationErrors(parameters.airflow) + productionErrors(parameters.airflow);
+                       + combinationErrors(parameters.airflow) + productionErrors(parameters.airflow)
+                       + overriddenChoiceErrors(parameters.airflow) + missingChoiceErrors(parameters.airflow);
       if problems != [] then error 'invalid inventory: ' + problems[0]
       else parameters.airflow;
 

@@ -170,13 +170,15 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
   secretsVolume(needs):: secrets.volume(needs),
   secretsChecksum(needs):: secrets.checksum(needs),
 
-  // Read access to the namespace's pods and their logs, nothing more, for `name`'s
-  // ServiceAccount: the api-server streams a running KubernetesExecutor task's log from its pod,
-  // the triggerer follows the pods of deferred KubernetesPodOperator tasks.
-  podReader(name, component)::
+  // Read access to the namespace's pods and their logs for `name`'s ServiceAccount: the
+  // api-server streams a running KubernetesExecutor task's log from its pod, the triggerer
+  // follows the pods of deferred KubernetesPodOperator tasks. `deletePods`: the triggerer also
+  // deletes such a pod when its task is cancelled (KubernetesPodTrigger.on_kill in Airflow 3.3),
+  // which would otherwise keep running.
+  podReader(name, component, deletePods=false)::
     [
       k.rbac.role(name, e.namespace, [
-        k.rbac.rule([''], ['pods'], ['get', 'list', 'watch']),
+        k.rbac.rule([''], ['pods'], ['get', 'list', 'watch'] + (if deletePods then ['delete'] else [])),
         k.rbac.rule([''], ['pods/log'], ['get']),
       ]) + k.object.withLabels(labels(component)),
       k.rbac.roleBinding(name, e.namespace, name, name) + k.object.withLabels(labels(component)),

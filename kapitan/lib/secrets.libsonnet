@@ -55,7 +55,8 @@ local refPath(name) = 'kapitan/refs/targets/%s/%s' % [env, name];
 local identity(file) =
   local item = catalog[file];
   if fromStore && std.objectHas(item, 'store') then p.secrets.external_secrets.key_prefix + '/' + item.store
-  else if !fromStore && std.objectHas(item, 'ref') && kap.file_exists(refPath(item.ref)).exists then kap.file_read(refPath(item.ref))
+  // The ref's data field, not the file's bytes: a checkout with other line endings is the same ref.
+  else if !fromStore && std.objectHas(item, 'ref') && kap.file_exists(refPath(item.ref)).exists then std.toString(std.get(std.parseYaml(kap.file_read(refPath(item.ref))), 'data', ''))
   else '';
 
 {
@@ -124,7 +125,8 @@ local identity(file) =
         target: {
           name: name,
           creationPolicy: 'Owner',
-          // Keep the Secret if the ExternalSecret goes: pods must not lose their keys on a prune.
+          // The Secret goes with its ExternalSecret (ownerReference); Retain keeps its data when a
+          // key disappears from the store, instead of emptying it under running pods.
           deletionPolicy: 'Retain',
         },
         data: [

@@ -1,7 +1,7 @@
 """Check 6: no literal value in any Secret (only Kapitan ref tags), and nothing that looks like a
 credential anywhere in compiled/ or the inventory: private keys, tokens, passwords in URLs or
-under secret-sounding keys. And a kapitan-refs environment's [api_auth] jwt_secret long enough for
-the algorithm signing task tokens (jwt_key)."""
+under secret-sounding keys. And a kapitan-refs environment's HMAC keys long enough for the
+algorithm signing with them, and its fernet key well-formed (key_values)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from . import jwt_key
+from . import key_values
 from .model import Context, Outcome
 
 NAME = "secrets"
@@ -95,6 +95,6 @@ def run(ctx: Context) -> dict[str, Outcome]:
         own = ctx.root / "inventory" / "targets" / f"{target}.yml"
         reasons = list(shared) + (scan_text(own.read_text(), str(own.relative_to(ctx.root))) if own.is_file() else [])
         reasons += _scan_tree(ctx.compiled / target, ctx.root)
-        reasons += jwt_key.problems(ctx.root, target, ctx.parameters.get(target))
+        reasons += key_values.problems(ctx.root, target, ctx.parameters.get(target))
         outcomes[target] = Outcome.failed(reasons)
     return outcomes

@@ -1,5 +1,6 @@
-"""Part of the secrets check: the HMAC keys a kapitan-refs environment deploys, `[api_auth]
-jwt_secret` and `[api] secret_key`, are long enough for the algorithm that signs with them.
+"""Part of the secrets check, on the values a kapitan-refs environment deploys: the HMAC keys
+(`[api_auth] jwt_secret`, `[api] secret_key`) are long enough for the algorithm that signs with
+them, and the fernet key is one Airflow can use (one key, or `new,old` during a rotation).
 
 Airflow 3 signs the Execution API tokens of tasks with HS512 when a jwt_secret is set and
 `[api_auth] jwt_algorithm` is not (its config.yml), and its log-fetching tokens with `[api]
@@ -74,12 +75,53 @@ def _fix(ref_file: str, target: str) -> str:
             "no longer accepted, so tasks running across the roll fail and need a retry")
 
 
+def _fernet_key_problem(value: str) -> str | None:
+    """Why `value` (the Secret's fernet-key) is not a key list Airflow's MultiFernet accepts."""
+    for key in value.split(","):
+        try:
+            ok = len(base64.urlsafe_b64decode(key.strip().encode())) == 32
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            return f"{key.strip()[:4]}…" if key.strip() else "an empty key"
+    return None
+
+
+def _base64_refs(root: Path, target: str, secret_key: str) -> list[tuple[str, Path, str]]:
+    """(tag, ref file, the file as shown) of each base64 ref the environment's Secrets give as
+    `secret_key` (refs of encrypted backends cannot be read without their keys: left out)."""
+    found = []
+    for tag in _tags(root / "compiled" / target, secret_key):
+        m = _TAG.match(tag)
+        if m and m["type"] == "base64":
+            ref_file = refs_path(root) / m["path"]
+            found.append((tag, ref_file, str(ref_file.relative_to(root)) if ref_file.is_relative_to(root) else str(ref_file)))
+    return found
+
+
+def _fernet_problems(root: Path, target: str) -> list[str]:
+    """A fernet key ref that does not make a Fernet key: every Airflow process reading it would
+    fail to encrypt or decrypt (e.g. a rotation step written from an empty shell variable)."""
+    found = []
+    for tag, ref_file, shown in _base64_refs(root, target, "fernet-key"):
+        try:
+            # The Secret appends what follows the tag (the first key's trailing `=`).
+            value = reveal_base64(ref_file).decode() + tag[tag.rindex("}") + 1:]
+        except (OSError, yaml.YAMLError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            continue  # reported by the length check's reading, or not a base64 ref
+        bad = _fernet_key_problem(value)
+        if bad is not None:
+            found.append(f"{shown}: [core] fernet_key is not a Fernet key ({bad} is not 32 bytes of URL-safe base64): "
+                         "write it again as the README's fernet rotation says (`NEW,OLD` while rotating), then `make compile`")
+    return found
+
+
 def problems(root: Path, target: str, params: dict[str, Any] | None) -> list[str]:
-    """Why the target's JWT secret is too short for its algorithm (none when it is not, when its
-    secrets are not Kapitan refs, or when its ref cannot be read without keys)."""
+    """Why the target's fernet key is unusable or an HMAC key too short for its algorithm (none
+    when its secrets are not Kapitan refs, or when its refs cannot be read without keys)."""
     if not params or (params.get("secrets") or {}).get("mode") != "kapitan-refs":
         return []
-    found = []
+    found = _fernet_problems(root, target)
     for secret_key, option in SIGNING_KEYS.items():
         if secret_key == "jwt-secret":
             algorithm, why = _algorithm(params)
@@ -94,12 +136,7 @@ def problems(root: Path, target: str, params: dict[str, Any] | None) -> list[str
 
 def _short_refs(root: Path, target: str, secret_key: str, option: str, algorithm: str, why: str, minimum: int) -> list[str]:
     found = []
-    for tag in _tags(root / "compiled" / target, secret_key):
-        m = _TAG.match(tag)
-        if not m or m["type"] != "base64":
-            continue
-        ref_file = refs_path(root) / m["path"]
-        shown = str(ref_file.relative_to(root)) if ref_file.is_relative_to(root) else str(ref_file)
+    for _tag, ref_file, shown in _base64_refs(root, target, secret_key):
         try:
             length = len(reveal_base64(ref_file))
         except FileNotFoundError:
