@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,28 +81,42 @@ def wait_for(what: str, check, timeout: float, processes: dict[str, subprocess.P
     pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[int]:
+@contextmanager
+def throwaway_postgres(initdb_args: str, files: dict[str, str] | None = None) -> Iterator[tuple[Path, int]]:
+    """A PostgreSQL 15 server on 127.0.0.1 (a free port), run as postgres, stopped and removed
+    afterwards: yields its directory (its socket, the `files` written before initdb, whose
+    `initdb_args` may name them by `{dir}`; the data in `data/`) and its port."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL 15 is expected at {PG_BIN} on this machine kind")
     # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
-    data = Path(tempfile.mkdtemp(prefix="airflow-gitops-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="airflow-gitops-pg-"))
+    data = base / "data"
     port = free_port()
     as_postgres = ["su", "postgres", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
+    for name, text in (files or {}).items():
+        (base / name).write_text(text)
     if os.geteuid() == 0:
-        shutil.chown(data, "postgres")
+        for path in [base, *base.iterdir()]:
+            shutil.chown(path, "postgres")
     try:
-        subprocess.run([*as_postgres, f"{PG_BIN}/initdb -D {data} -A trust -U postgres"], check=True, capture_output=True)
+        subprocess.run([*as_postgres, f"{PG_BIN}/initdb -D {data} {initdb_args.format(dir=base)}"], check=True, capture_output=True)
         # pg_ctl starts the server in a session of its own and returns: pg_ctl stop is what stops it.
-        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -w -l {data}/log -o '-p {port} -k {data} -c listen_addresses=127.0.0.1' start"],
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -w -l {base}/log -o '-p {port} -k {base} -c listen_addresses=127.0.0.1' start"],
                        check=True, capture_output=True)
-        yield port
+        yield base, port
     finally:
         for mode in ("fast", "immediate"):  # immediate: the server did not stop in time
             stopped = subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -m {mode} -w -t 30 stop"], capture_output=True)
             if stopped.returncode == 0 or not (data / "postmaster.pid").exists():
                 break
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[int]:
+    """A throwaway server trusting everyone, superuser postgres: its port."""
+    with throwaway_postgres("-A trust -U postgres") as (_, port):
+        yield port
 
 
 def psql(port: int) -> list[str]:

@@ -68,7 +68,7 @@ def test_leaked_processes_fail_the_test_or_the_session_and_are_stopped(tmp_path)
     assert "4 passed, 2 errors" in output, output
     assert "ERROR at teardown of test_leaves_a_child_running" in output
     assert "ERROR at teardown of test_leaves_an_orphan_running" in output
-    assert f"test_leaky.py::test_leaves_a_child_running left 1 process running (now killed):" in output
+    assert "test_leaky.py::test_leaves_a_child_running left 1 process running (now killed):" in output
     assert f"sleep {sleep}" in output
     assert "processes left running by the test session (now killed)" in output
     assert sleeping(sleep) == [], "the guard must stop what it reports"

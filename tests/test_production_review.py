@@ -5,17 +5,15 @@ data that outlives a removal, and class choices that cannot silently override ea
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ENVIRONMENTS, compile_in, load_manifests
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+from test_dev_stack_runs import PG_BIN, throwaway_postgres
 
 
 def append_to_target(root: Path, env: str, text: str) -> None:
@@ -285,33 +283,12 @@ def test_raising_the_secrets_generation_rolls_every_reader(scratch_repo):
 
 
 @pytest.fixture
-def postgres_server(tmp_path_factory) -> tuple[Path, int]:
+def postgres_server() -> Iterator[tuple[Path, int]]:
     """A throwaway PostgreSQL 15 created like the official image does (the superuser named after
     the application user, trusted on the local socket, a password over TCP)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("PostgreSQL 15 is not installed")
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = Path(f"/tmp/airflow-gitops-pg-{os.getpid()}-{port}")
-    data, run = base / "data", base / "run"
-    run.mkdir(parents=True)
-    as_postgres = ["su", "postgres", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(run, "postgres")
-    (base / "old").write_text("old-password\n")
-    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -D {data} -U airflow --auth-local=trust --auth-host=scram-sha-256 --pwfile={base}/old"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -w -l {base}/log -o '-p {port} -k {run} -c listen_addresses=127.0.0.1' start"],
-                   check=True, capture_output=True)
-    try:
-        yield base, port
-    finally:
-        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -D {data} -m immediate -w -t 30 stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres("-U airflow --auth-local=trust --auth-host=scram-sha-256 --pwfile={dir}/old",
+                            files={"old": "old-password\n"}) as server:
+        yield server
 
 
 def test_the_bundled_database_takes_a_rotated_password_on_start(manifests: Callable, postgres_server):
@@ -324,7 +301,7 @@ def test_the_bundled_database_takes_a_rotated_password_on_start(manifests: Calla
     (base / "new").write_text("rotated-Pa$$word 'quoted'\n")
     assert "exit 1" not in script  # a failing postStart hook would kill PostgreSQL
     # The same script, on this server's socket directory.
-    (base / "set-password.sh").write_text(script.replace("/var/run/postgresql", str(base / "run")))
+    (base / "set-password.sh").write_text(script.replace("/var/run/postgresql", str(base)))
     env = {"PATH": f"{PG_BIN}:/usr/bin:/bin", "POSTGRES_USER": "airflow", "POSTGRES_PASSWORD_FILE": str(base / "new"), "PGPORT": str(port)}
     ran = subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", f"sh {base}/set-password.sh"] if os.geteuid() == 0
                          else ["sh", str(base / "set-password.sh")], env=env, capture_output=True, text=True, timeout=60)

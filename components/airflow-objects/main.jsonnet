@@ -108,7 +108,7 @@ local pod =
   k.podSpec.new([container], name)
   + k.podSpec.withInitContainers([a.waitForMigrations])
   + k.podSpec.withVolumes(a.baseVolumes + [
-    a.secretsVolume(['database', 'fernet-key']),
+    a.secretsVolume(container.secretNeeds),
     k.volume.configMap('objects', name),
     k.volume.emptyDir('objects-tmp', medium='Memory', sizeLimit='16Mi'),
   ] + (if secretValues == [] then [] else [volume]))

@@ -75,7 +75,7 @@ local redisObjects = if c.broker.mode != 'bundled' then [] else [
   + k.statefulSet.withLabels(a.labels('redis'))
   + k.statefulSet.withPodLabels(a.labels('redis'))
   // The password is read at start: a new one rolls Redis (and its clients, by their own checksums).
-  + k.statefulSet.withPodAnnotations({ 'checksum/redis-config': std.md5(redisConf) } + a.checksum(['redis-password'])),
+  + k.statefulSet.withPodAnnotations({ 'checksum/redis-config': std.md5(redisConf) } + a.secretsChecksum(['redis-password'])),
   k.service.new(a.names.redis, a.namespace, a.selectorLabels('redis'), [k.service.port('redis', 6379)])
   + k.service.withLabels(a.labels('redis')),
   k.serviceAccount.new(a.names.redis, a.namespace) + k.serviceAccount.withLabels(a.labels('redis')),

@@ -47,7 +47,7 @@ local withCleanupPods = h.cleanup_pods.enabled && a.isKubernetesExecutor;
 
 k.files(
   (if withDbClean then [
-     cronJob('airflow-db-clean', h.db_clean.schedule, pod(dbClean, name, a.baseVolumes + [a.secretsVolume(['database'])])),
+     cronJob('airflow-db-clean', h.db_clean.schedule, pod(dbClean, name, a.baseVolumes + [a.secretsVolume(dbClean.secretNeeds)])),
      a.serviceAccount(name, 'housekeeping'),
    ] else [])
   + (if withCleanupPods then [

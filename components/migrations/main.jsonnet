@@ -15,7 +15,7 @@ local container =
 
 local pod =
   k.podSpec.new([container], 'airflow-migrations')
-  + k.podSpec.withVolumes(a.standaloneVolumes + [a.secretsVolume(['database'])])
+  + k.podSpec.withVolumes(a.standaloneVolumes + [a.secretsVolume(container.secretNeeds)])
   + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
   + k.podSpec.withImagePullSecrets(p.image.pull_secrets);
 

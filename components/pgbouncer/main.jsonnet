@@ -83,7 +83,7 @@ k.files([
   + k.deployment.withLabels(a.labels('pgbouncer'))
   + k.deployment.withPodLabels(a.labels('pgbouncer'))
   // Its users file is written at start from the database password: a new password rolls it.
-  + k.deployment.withPodAnnotations({ 'checksum/pgbouncer-config': std.md5(ini) } + a.checksum(['database-password'])),
+  + k.deployment.withPodAnnotations({ 'checksum/pgbouncer-config': std.md5(ini) } + a.secretsChecksum(['database-password'])),
   k.service.new(a.names.pgbouncer, a.namespace, a.selectorLabels('pgbouncer'), [k.service.port('pgbouncer', a.pgbouncerPort)])
   + k.service.withLabels(a.labels('pgbouncer')),
   k.serviceAccount.new(a.names.pgbouncer, a.namespace) + k.serviceAccount.withLabels(a.labels('pgbouncer')),

@@ -80,7 +80,7 @@ k.files([
   + k.statefulSet.withVolumeClaimTemplate('data', db.storage_size, db.storage_class)
   + k.statefulSet.withLabels(a.labels('postgres'))
   + k.statefulSet.withPodLabels(a.labels('postgres'))
-  + k.statefulSet.withPodAnnotations({ 'checksum/set-password': std.md5(setPassword) } + a.checksum(['database-password']))
+  + k.statefulSet.withPodAnnotations({ 'checksum/set-password': std.md5(setPassword) } + a.secretsChecksum(['database-password']))
   // The metadata database lives on the claim, which outlives the StatefulSet (a switch to
   // database.mode: external, or the environment's removal, stops PostgreSQL but keeps its data).
   + k.statefulSet.withRetainedClaims(),

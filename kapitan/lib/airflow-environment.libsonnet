@@ -71,6 +71,8 @@ local executors = std.split(p.executor, ',');
 
   // A secret's file in the `secrets` volume (secrets.libsonnet).
   secretFile(name):: paths.secrets + '/' + name,
+  // The `_CMD` command printing that file's value as it is.
+  catSecret(name):: 'cat ' + paths.secrets + '/' + name,
 
   labels(component):: {
     'app.kubernetes.io/name': 'airflow',

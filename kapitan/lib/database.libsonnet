@@ -35,7 +35,7 @@ local databaseUrlCmd(prefix='', direct=false) =
     passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@%s.%s.svc.cluster.local:%d/%s' % [names.pgbouncer, ns, pgbouncerPort, upstream.database], 'database-password')
   else if bundledDb then
     passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@%s:5432/%s' % [upstream.host, upstream.database], 'database-password')
-  else if prefix == '' then 'cat ' + secretFile('sql-alchemy-conn')
+  else if prefix == '' then e.catSecret('sql-alchemy-conn')
   else prefixedUrlCmd(prefix, 'sql-alchemy-conn');
 
 {
@@ -53,7 +53,7 @@ local databaseUrlCmd(prefix='', direct=false) =
     [k.container.envValue('AIRFLOW__CELERY__BROKER_URL_CMD',
                           if p.celery.broker.mode == 'bundled' then
                             passwordUrlCmd('redis://:', '@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
-                          else 'cat ' + secretFile('celery-broker-url'))],
+                          else e.catSecret('celery-broker-url'))],
 
   // [celery] result_backend: the metadata database (`db+`).
   resultBackendEnv(direct=false)::

@@ -107,6 +107,9 @@ local remoteLoggingProblems(remote) =
        [{ key: 'host', message: 'is empty: set it to the %s URL, such as https://logs.example.com:9200' % provider }]
      else []);
 
+// The value at a dotted key of parameters.airflow (`dags.mode`), null where there is none.
+local valueAt(airflow, key) = std.foldl(function(node, k) if std.isObject(node) then std.get(node, k, null) else null, std.split(key, '.'), airflow);
+
 // Environment variables that would override what the compile derives or keeps secret.
 local reservedEnvErrors(airflow) =
   local reservedNames = {
@@ -116,7 +119,7 @@ local reservedEnvErrors(airflow) =
     for suffix in ['', '_CMD', '_SECRET']
   };
   local blocks = [
-    { path: path, block: std.foldl(function(node, key) node[key], std.split(path, '.'), airflow) }
+    { path: path, block: valueAt(airflow, path) }
     for path in ['api_server', 'scheduler', 'dag_processor', 'triggerer', 'workers', 'celery.workers']
   ];
   [
@@ -237,7 +240,6 @@ local choiceErrors(airflow) =
 // A class's choice overridden afterwards (a class that records nothing, airflow.defaults listed
 // after the feature class, or the target's own value): the value in effect is not the one the
 // class chose, while the class's other settings stay.
-local valueAt(airflow, key) = std.foldl(function(node, k) if std.isObject(node) then std.get(node, k, null) else null, std.split(key, '.'), airflow);
 local overriddenChoiceErrors(airflow) =
   local chosen = std.get(airflow, 'chosen_by', {});
   [

@@ -16,7 +16,6 @@ local names = e.names;
 local image = e.image;
 local labels = e.labels;
 local selectorLabels = e.selectorLabels;
-local readSecret(name) = 'cat ' + e.secretFile(name);
 local remoteCredentials = obs.remoteCredentials;
 
 local securityContext(readOnly=p.security.read_only_root_filesystem) =
@@ -46,9 +45,9 @@ local secretEnv(needs, direct) =
   (if has('database') then database.sqlAlchemyConnEnv(direct) else [])
   + (if has('broker') then database.brokerUrlEnv else [])
   + (if has('result-backend') then database.resultBackendEnv(direct) else [])
-  + (if has('fernet-key') then [k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', readSecret('fernet-key'))] else [])
-  + (if has('api-secret-key') then [k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', readSecret('api-secret-key'))] else [])
-  + (if has('jwt-secret') then [k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', readSecret('jwt-secret'))] else []);
+  + (if has('fernet-key') then [k.container.envValue('AIRFLOW__CORE__FERNET_KEY_CMD', e.catSecret('fernet-key'))] else [])
+  + (if has('api-secret-key') then [k.container.envValue('AIRFLOW__API__SECRET_KEY_CMD', e.catSecret('api-secret-key'))] else [])
+  + (if has('jwt-secret') then [k.container.envValue('AIRFLOW__API_AUTH__JWT_SECRET_CMD', e.catSecret('jwt-secret'))] else []);
 local airflowEnv(needs, direct=false) = processEnv + secretEnv(needs, direct) + remoteCredentials.env + obs.otelEnv;
 
 // airflow.cfg and a writable /tmp: what any Airflow command needs.
@@ -100,7 +99,7 @@ local waitForMigrations =
   k.container.new('wait-for-migrations', image, p.image.pull_policy)
   + k.container.withArgs(['db', 'check-migrations', '--migration-wait-timeout', std.toString(p.migrations.wait_timeout)])
   + k.container.withEnv(airflowEnv(['database']))
-  + k.container.withVolumeMounts(baseMounts + [secrets.mount])
+  + k.container.withVolumeMounts(baseMounts + [secrets.secretsMount])
   + k.container.withResources(p.migrations.resources)
   + securityContext();
 
@@ -161,14 +160,10 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
     k.container.new(name, image, p.image.pull_policy)
     + k.container.withArgs(args)
     + k.container.withEnv(airflowEnv(needs, direct))
-    + k.container.withVolumeMounts(if needs == [] then [] else [secrets.mount])
+    + k.container.withVolumeMounts(if needs == [] then [] else [secrets.secretsMount])
     + k.container.withResources(resources)
     + securityContext()
     + { secretNeeds:: needs },
-
-  // The secrets volume and checksum annotation of a pod whose containers read `needs`.
-  secretsVolume(needs):: secrets.volume(needs),
-  secretsChecksum(needs):: secrets.checksum(needs),
 
   // Read access to the namespace's pods and their logs for `name`'s ServiceAccount: the
   // api-server streams a running KubernetesExecutor task's log from its pod, the triggerer
@@ -223,7 +218,7 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
       k.podSpec.new([main] + sidecars, name)
       + k.podSpec.withInitContainers((if usesDatabase then [waitForMigrations] else []) + (if withGitSync then [dags.gitSync('git-sync-init', true)] else []) + extraInitContainers
                                      + std.get(params, 'extra_init_containers', []))
-      + k.podSpec.withVolumes(baseVolumes + (if volumeNeeds == [] then [] else [secrets.volume(volumeNeeds)]) + (if needsDags then dags.dagsVolumes else []) + extraVolumes + std.get(params, 'extra_volumes', []))
+      + k.podSpec.withVolumes(baseVolumes + (if volumeNeeds == [] then [] else [secrets.secretsVolume(volumeNeeds)]) + (if needsDags then dags.dagsVolumes else []) + extraVolumes + std.get(params, 'extra_volumes', []))
       + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
       + k.podSpec.withServiceAccountToken(apiAccess)
       + placement(params, selectorLabels(component))
@@ -239,7 +234,7 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
          + k.deployment.withRollingUpdate(0, 1))
       + k.deployment.withLabels(labels(component))
       + k.deployment.withPodLabels(labels(component))
-      + k.deployment.withPodAnnotations(config.checksums + secrets.checksum(volumeNeeds + extraSecrets))
+      + k.deployment.withPodAnnotations(config.checksums + secrets.secretsChecksum(volumeNeeds + extraSecrets))
       + (if autoscaled then k.deployment.withoutReplicas() else {});
     [
       workload,

@@ -20,21 +20,29 @@ local pgbouncer = db.pgbouncer.enabled;
 local broker = p.celery.broker;
 
 // Every secret value an Airflow pod may read, by its file name in the `secrets` volume: the Secret
-// and key it comes from and what identifies its value in Git, a Kapitan ref (kapitan-refs) or a
-// store key (external-secrets). Secrets created outside Git (an external database's, an external
-// broker's) have neither.
+// and key it comes from and, for the values this repository generates, its Kapitan ref (name and
+// generator; kapitan-refs) and its store key (external-secrets). Secrets created outside Git (an
+// external database's, an external broker's) have neither. The one source of these names: the
+// Secrets, the ExternalSecrets and the rollout checksums all read them here.
+local generated(secret, key, refName, generator, store) = { secret: secret, key: key, ref: refName, generator: generator, store: store };
 local catalog = {
-  'fernet-key': { secret: names.secrets, key: 'fernet-key', ref: 'fernet_key', store: 'fernet-key' },
-  'api-secret-key': { secret: names.secrets, key: 'api-secret-key', ref: 'api_secret_key', store: 'api-secret-key' },
-  'jwt-secret': { secret: names.secrets, key: 'jwt-secret', ref: 'jwt_secret', store: 'jwt-secret' },
+  // random:str draws from the URL-safe base64 alphabet: 43 characters and the '=' the Secret
+  // appends (`suffix`) decode to the 32 bytes a Fernet key needs.
+  'fernet-key': generated(names.secrets, 'fernet-key', 'fernet_key', 'random:str:43', 'fernet-key') + { suffix: '=' },
+  // Airflow signs tokens with HS512, with the JWT secret (Execution API, UI) and with the API
+  // secret key (log fetching): PyJWT warns about an HMAC key shorter than the hash, 64 bytes.
+  // 86 characters of the base64 alphabet carry 64 bytes of randomness.
+  'api-secret-key': generated(names.secrets, 'api-secret-key', 'api_secret_key', 'random:str:86', 'api-secret-key'),
+  'jwt-secret': generated(names.secrets, 'jwt-secret', 'jwt_secret', 'random:str:86', 'jwt-secret'),
+  // The pods compose the database and broker URLs from these: URL-safe, as random:str is.
   'database-password':
-    if bundledDb then { secret: names.metadataDb, key: 'password', ref: 'postgres_password', store: 'postgres-password' }
+    if bundledDb then generated(names.metadataDb, 'password', 'postgres_password', 'random:str:32', 'postgres-password')
     else { secret: db.external.secret_name, key: db.external.password_key },
   'sql-alchemy-conn': { secret: names.metadataDb, key: names.metadataDbKey },
-  'redis-password': { secret: names.celerySecrets, key: 'redis-password', ref: 'redis_password', store: 'redis-password' },
+  'redis-password': generated(names.celerySecrets, 'redis-password', 'redis_password', 'random:str:32', 'redis-password'),
   'celery-broker-url': { secret: broker.external.secret_name, key: broker.external.secret_key },
-  'admin-password': { secret: names.adminPasswords, key: 'admin-password', ref: 'admin_password', store: 'admin-password' },
-  'flower-password': { secret: names.celerySecrets, key: 'flower-password', ref: 'flower_password', store: 'flower-password' },
+  'admin-password': generated(names.adminPasswords, 'admin-password', 'admin_password', 'random:str:24', 'admin-password'),
+  'flower-password': generated(names.celerySecrets, 'flower-password', 'flower_password', 'random:str:24', 'flower-password'),
 };
 
 // What a process reads, as files: `database` the metadata database (its URL, or the password it
@@ -62,31 +70,27 @@ local identity(file) =
 {
   ref: ref,
 
-  secretsData: {
-    // random:str draws from the URL-safe base64 alphabet: 43 characters and '=' decode to the
-    // 32 bytes a Fernet key needs.
-    'fernet-key': ref('fernet_key') + '=',
-    // Airflow signs tokens with HS512, with the JWT secret (Execution API, UI) and with the API
-    // secret key (log fetching): PyJWT warns about an HMAC key shorter than the hash, 64 bytes.
-    // 86 characters of the base64 alphabet carry 64 bytes of randomness.
-    'api-secret-key': ref('api_secret_key', 'random:str:86'),
-    'jwt-secret': ref('jwt_secret', 'random:str:86'),
-  },
+  // The Secrets this repository generates, each with the catalog entries it holds: the
+  // shared keys, the admin's first-login password, the bundled database's password, the bundled
+  // Redis's and Flower's passwords.
+  generatedSecrets: [
+    { name: names.secrets, files: ['fernet-key', 'api-secret-key', 'jwt-secret'] },
+    { name: names.adminPasswords, files: ['admin-password'] },
+  ] + (if bundledDb then [{ name: names.metadataDb, files: ['database-password'] }] else [])
+  + (
+    local celeryFiles = (if e.isCeleryExecutor && broker.mode == 'bundled' then ['redis-password'] else [])
+                        + (if e.isCeleryExecutor && p.celery.flower.enabled then ['flower-password'] else []);
+    if celeryFiles == [] then [] else [{ name: names.celerySecrets, files: celeryFiles }]
+  ),
 
-  adminPassword: ref('admin_password', 'random:str:24'),
-
-  postgresPassword: ref('postgres_password', 'random:str:32'),
-
-  // The bundled Redis's password (URL-safe: it is composed into the broker URL) and Flower's.
-  celerySecretsData:
-    (if p.celery.broker.mode == 'bundled' then { 'redis-password': ref('redis_password', 'random:str:32') } else {})
-    + (if p.celery.flower.enabled then { 'flower-password': ref('flower_password', 'random:str:24') } else {}),
-
-  filesOf: filesOf,
+  // Secret data: each file's key -> its Kapitan ref tag (kapitan-refs).
+  refData(files):: { [catalog[f].key]: ref(catalog[f].ref, catalog[f].generator) + std.get(catalog[f], 'suffix', '') for f in files },
+  // ExternalSecret data: each file's key -> its store key under key_prefix (external-secrets).
+  storeKeys(files):: { [catalog[f].key]: catalog[f].store for f in files },
 
   // The read-only `secrets` volume holding the files of `needs` and nothing else (mode 0440,
   // group fsGroup): a process never sees a secret it does not read.
-  volume(needs)::
+  secretsVolume(needs)::
     local files = filesOf(needs);
     local secretNames = std.foldl(function(acc, f) if std.member(acc, catalog[f].secret) then acc else acc + [catalog[f].secret], files, []);
     {
@@ -99,12 +103,12 @@ local identity(file) =
         ],
       },
     },
-  mount: k.container.mount('secrets', e.paths.secrets, readOnly=true),
+  secretsMount: k.container.mount('secrets', e.paths.secrets, readOnly=true),
 
   // A pod annotation that changes when a value the pod reads changes in Git (a new ref, another
   // store key, secrets.generation), so that the pod rolls: Deployments and StatefulSets alike,
   // no `kubectl rollout restart`. Only digests: the values stay in kapitan/refs.
-  checksum(needs):: {
+  secretsChecksum(needs):: {
     'checksum/secrets': kap.sha256(std.join('\n', [std.toString(p.secrets.generation)] + [
       std.join(' ', [f, catalog[f].secret, catalog[f].key, identity(f)])
       for f in filesOf(needs)
