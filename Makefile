@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: compile test validate bench venv bytecode clean-venv
+.PHONY: compile test test-packages validate bench venv bytecode clean-venv
 
 # Re-installs only when the pinned dependencies change.
 $(STAMP): pyproject.toml
@@ -26,8 +26,32 @@ bytecode: $(STAMP)
 compile: bytecode
 	$(BIN)/airflow-gitops compile
 
+# Debian packages the tests run for real: slapd and ldap-utils (an LDAP directory to sign in against,
+# and the clients that prove it answers), openssl (its throwaway CA; slim images lack the CLI),
+# bubblewrap (a compiled pod's containers run under a pod's constraints), and the headers pip
+# builds python-ldap from (it has no wheel for Linux).
+TEST_PACKAGES := slapd ldap-utils openssl bubblewrap libldap2-dev libsasl2-dev
+APT_INSTALL   := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+
+# Installs only what is missing, so a prepared machine never waits for apt; that takes root, so
+# anyone else is told the exact command and stopped here rather than by a test halfway through.
+test-packages:
+	@missing=""; \
+	for package in $(TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "make test needs the Debian packages:$$missing" >&2; \
+	    echo "install them as root: apt-get update && $(APT_INSTALL)$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing the Debian packages the tests need:$$missing"; \
+	  apt-get update && $(APT_INSTALL)$$missing; \
+	fi
+
 # The whole suite, then `validate` on the repository itself.
-test: bytecode
+test: test-packages bytecode
 	$(BIN)/python -m pytest
 	$(BIN)/airflow-gitops validate
 

@@ -18,6 +18,7 @@ local components = [
   import 'git-sync/main.jsonnet',
   import 'migrations/main.jsonnet',
   import 'api-server/main.jsonnet',
+  uses(!a.isSimpleAuth, import 'auth/main.jsonnet'),
   import 'scheduler/main.jsonnet',
   import 'dag-processor/main.jsonnet',
   import 'triggerer/main.jsonnet',

@@ -7,6 +7,7 @@ import gc
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,19 @@ def compile_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def read_tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def assert_compile_refuses(root: Path, break_inventory: Callable[[], None], target_file: str, key: str, words: str) -> None:
+    """After break_inventory(), a compile fails naming the target file and key, its message holds
+    `words`, and compiled/ is left exactly as it was."""
+    before = read_tree(root / "compiled")
+    break_inventory()
+    result = compile_in(root)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{target_file}: {key}: " in output, output[-1500:]
+    assert words in output, output[-1500:]
+    assert read_tree(root / "compiled") == before
 
 
 # compiled/<env>/manifests/<group>/<kind>-<name>.yaml, applied in this order (one Flux
@@ -201,6 +215,13 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() or "?"
     except OSError:
         return "(gone)"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (the kernel's pick), for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_group(args: list[str], **popen) -> subprocess.Popen:

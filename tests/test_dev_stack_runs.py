@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import pytest
 import yaml
 
 from airflow_gitops.airflow_env import ensure_airflow
-from conftest import REPO, manifest_files, start_group, stop_groups
+from conftest import REPO, free_port, manifest_files, start_group, stop_groups
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +33,6 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # file name -> path under compiled/dev/manifests/{base,migrations,workloads}
 MANIFESTS = manifest_files(REPO / "compiled", "dev")
 KAPITAN = str(Path(sys.executable).with_name("kapitan"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def manifest(name: str) -> dict:

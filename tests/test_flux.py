@@ -115,11 +115,12 @@ def test_kustomizations_apply_base_then_migrations_then_workloads(flux_repo):
     assert workloads["spec"]["dependsOn"] == [{"name": "airflow-staging-migrations"}]
     # Workloads start only once the migration Job succeeded.
     assert migrations["spec"]["wait"] is True
-    deployments = {o["metadata"]["name"] for o in load_manifests(flux_repo / "compiled", "staging").values()
-                   if o["kind"] == "Deployment"}
+    # Its Deployments, and its Jobs (staging's users Job): health-checked, so a failing one fails the sync.
+    workload_objects = [o for o in load_manifests(flux_repo / "compiled", "staging").values() if o["kind"] in ("Deployment", "Job")
+                        and not o["metadata"]["name"].startswith("airflow-db-migrate-")]
     checks = workloads["spec"]["healthChecks"]
-    assert {c["name"] for c in checks} == deployments
-    assert all(c["kind"] == "Deployment" and c["namespace"] == "airflow-staging" for c in checks)
+    assert {(c["kind"], c["name"]) for c in checks} == {(o["kind"], o["metadata"]["name"]) for o in workload_objects}
+    assert all(c["namespace"] == "airflow-staging" for c in checks)
 
 
 def test_bundled_database_is_ready_before_migrations(flux_repo):
@@ -155,7 +156,8 @@ def test_objects_are_grouped_in_apply_order(flux_repo, env):
                      if p.name != "kustomization.yaml"} for group in MANIFEST_GROUPS}
     assert kinds["migrations"] == {"Job"}
     # Airflow's own workloads, and the housekeeping CronJobs that need the migrated database.
-    assert kinds["workloads"] <= {"Deployment", "Service", "PodDisruptionBudget", "CronJob"} and "Deployment" in kinds["workloads"]
+    # and the Jobs that follow the migrations (staging: the sign-in users Job).
+    assert kinds["workloads"] <= {"Deployment", "Service", "PodDisruptionBudget", "CronJob", "Job"} and "Deployment" in kinds["workloads"]
     assert {"Namespace", "ConfigMap", "ServiceAccount"} <= kinds["base"] and "ExternalSecret" in kinds["base"]
     assert not kinds["base"] & {"Job", "Deployment", "PodDisruptionBudget"}
     # Nothing but directories and kustomization.yaml at the top: Flux and Argo CD read the kustomization.

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from conftest import REPO, compile_in, read_tree
+from conftest import REPO, assert_compile_refuses, compile_in
 
 # (what is appended under `parameters:` of inventory/targets/staging.yml, key path, words the message must hold)
 CASES = {
@@ -79,14 +79,7 @@ def break_staging(root, fragment: str) -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_inventory_fails_with_file_key_and_allowed_values(case, scratch_repo):
     fragment, key, words = CASES[case]
-    before = read_tree(scratch_repo / "compiled")
-    break_staging(scratch_repo, fragment)
-    result = compile_in(scratch_repo)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert f"{STAGING}: {key}: " in output, output[-1500:]
-    assert words in output, output[-1500:]
-    assert read_tree(scratch_repo / "compiled") == before
+    assert_compile_refuses(scratch_repo, lambda: break_staging(scratch_repo, fragment), STAGING, key, words)
 
 
 def test_cli_prints_just_the_message(scratch_repo, tmp_path):

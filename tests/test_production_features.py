@@ -25,8 +25,10 @@ CLI = str(Path(sys.executable).with_name("airflow-gitops"))
 # executor class would be refused as a clash of choices).
 BASE = ["common", "airflow.defaults", "airflow.dags.git-sync", "dag-repository", "gitops-repository"]
 DEV_BASE = BASE + ["airflow.database.bundled", "profiles.dev"]
-STAGING_BASE = BASE + ["airflow.database.external", "secrets.external-secrets", "airflow.logs.pvc", "profiles.staging"]
-PROD_BASE = BASE + ["airflow.database.external", "secrets.external-secrets", "airflow.logs.pvc", "profiles.prod"]
+# Outside dev, sign-in is chosen by a class (the simple auth manager is refused).
+STAGING_NO_AUTH = BASE + ["airflow.database.external", "secrets.external-secrets", "airflow.logs.pvc", "profiles.staging"]
+STAGING_BASE = STAGING_NO_AUTH + ["airflow.auth.fab-database"]
+PROD_BASE = BASE + ["airflow.database.external", "secrets.external-secrets", "airflow.logs.pvc", "profiles.prod", "airflow.auth.fab-database"]
 DEV = DEV_BASE + ["airflow.executor.local"]
 STAGING = STAGING_BASE + ["airflow.executor.kubernetes"]
 # What a non-dev environment must name: its URL and its ReadWriteMany storage class.
@@ -71,6 +73,38 @@ FEATURE_TARGETS: dict[str, tuple[list[str], dict]] = {
     "kubernetes-gcs": (STAGING + ["airflow.api-server.ingress", "airflow.logs.remote-gcs", "airflow.metrics.statsd"], PRODUCTION_SETTINGS),
     "kubernetes-elasticsearch": (STAGING + ["airflow.logs.remote-elasticsearch"], PRODUCTION_SETTINGS),
     "local-opensearch": (DEV + ["airflow.logs.remote-opensearch"], {}),
+    # Sign-in (tests/test_sign_in.py runs them for real): the OAuth presets side by side, LDAP over
+    # StartTLS with a CA from a ConfigMap, and the Keycloak auth manager with its setup Job.
+    "auth-oauth": (STAGING_NO_AUTH + ["airflow.executor.kubernetes", "airflow.auth.fab-oauth"], {**PRODUCTION_SETTINGS, "auth": {"fab": {
+        "oauth": {"providers": [
+            {"name": "sso", "type": "oidc", "client_id": "airflow", "client_secret": {"ref": "auth/sso-client-secret"},
+             "discovery_url": "https://sso.acme.internal:8443/.well-known/openid-configuration", "groups_claim": "roles"},
+            {"name": "google", "type": "google", "client_id": "airflow.apps.googleusercontent.com",
+             "client_secret": {"secret_name": "google-oauth", "secret_key": "client-secret"}},
+            {"name": "github", "type": "github", "client_id": "Iv1.airflow", "client_secret": {"ref": "auth/github-client-secret"}},
+            {"name": "entra", "type": "entra", "client_id": "00000000-0000-0000-0000-000000000000", "tenant_id": "acme.onmicrosoft.com",
+             "client_secret": {"ref": "auth/entra-client-secret"}},
+            {"name": "okta", "type": "okta", "client_id": "0oa1airflow", "domain": "acme.okta.com", "client_secret": {"ref": "auth/okta-client-secret"}},
+            {"name": "keycloak", "type": "keycloak", "client_id": "airflow", "server_url": "https://keycloak.acme.internal", "realm": "acme",
+             "client_secret": {"ref": "auth/keycloak-client-secret"}},
+        ]},
+        "roles_mapping": {"airflow-admins": ["Admin"], "data-engineers": ["User"]},
+        "default_role": "Viewer",
+    }}}),
+    "auth-ldap": (STAGING_NO_AUTH + ["airflow.executor.kubernetes", "airflow.auth.fab-ldap"], {**PRODUCTION_SETTINGS, "auth": {"fab": {
+        "ldap": {"url": "ldap://ldap.acme.internal", "start_tls": True, "ca": {"config_map": "acme-ca", "key": "ca.crt"},
+                 "bind_dn": "cn=airflow,ou=services,dc=acme,dc=internal", "bind_password": {"ref": "auth/ldap-bind-password"},
+                 "search_base": "ou=people,dc=acme,dc=internal", "search_filter": "", "uid_attribute": "uid", "group_attribute": "memberOf",
+                 "first_name_attribute": "givenName", "last_name_attribute": "sn", "email_attribute": "mail"},
+        "roles_mapping": {"cn=airflow-admins,ou=groups,dc=acme,dc=internal": ["Admin"]},
+        "default_role": "",
+    }}}),
+    "auth-keycloak": (STAGING_NO_AUTH + ["airflow.executor.kubernetes", "airflow.auth.keycloak"], {**PRODUCTION_SETTINGS, "auth": {"keycloak": {
+        "server_url": "https://sso.acme.internal", "realm": "acme", "client_id": "airflow",
+        "client_secret": {"ref": "auth/keycloak-client-secret"},
+        "setup_job": {"enabled": True, "admin_username": "airflow-setup", "admin_password": {"ref": "auth/keycloak-admin-password"},
+                      "admin_realm": "master", "admin_client_id": "admin-cli"},
+    }}}),
 }
 
 
@@ -108,7 +142,7 @@ def test_every_feature_class_is_used_by_a_feature_target():
                for p in (REPO / "inventory" / "classes" / "airflow").rglob("*.yml")}
     used = {c for classes_, _ in FEATURE_TARGETS.values() for c in classes_}
     used |= {"airflow.executor.kubernetes", "airflow.executor.local", "airflow.database.bundled", "airflow.database.external",
-             "airflow.dags.bundle", "airflow.dags.pvc", "airflow.logs.pvc"}  # covered by the environments and other tests
+             "airflow.dags.bundle", "airflow.dags.pvc", "airflow.logs.pvc", "airflow.auth.simple"}  # covered by the environments and other tests
     assert sorted(classes - used) == []
 
 

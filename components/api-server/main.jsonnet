@@ -10,16 +10,6 @@ local c = p.api_server;
 local health = '/api/v2/monitor/health';
 local alive = '/api/v2/version';
 
-local main =
-  a.container('api-server', ['api-server'], c.resources, ['database', 'fernet-key', 'api-secret-key', 'jwt-secret'])
-  + k.container.withPorts([k.container.containerPort('http', c.port)])
-  + k.container.withProbes(
-    readiness=k.probe.http(health, 'http', periodSeconds=10),
-    liveness=k.probe.http(alive, 'http', periodSeconds=15, failureThreshold=5),
-    startup=k.probe.http(alive, 'http', periodSeconds=10, failureThreshold=30),
-  )
-  + k.container.withVolumeMounts([k.container.mount('auth', a.paths.auth)]);
-
 // SimpleAuthManager opens its password file for writing ("a+"): write it, owner-only, into a
 // writable emptyDir before start, from the admin password in the Secret (mounted as a file, and
 // JSON-escaped by Python).
@@ -39,6 +29,55 @@ local writePasswords =
   + k.container.withResources({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } })
   + a.securityContext(true);
 
+// What sign-in adds to the api-server, by auth manager (kapitan/lib/auth.libsonnet):
+//   simple    the password file written by an init container
+//   fab       webserver_config.py (read-only), the sign-in secrets as files, the LDAP CA
+//   keycloak  the client secret as a file, read through a `_CMD` option
+local authSecrets = a.authSecretFiles('api-server');
+local withSecrets(x) = if authSecrets == [] then [] else x;
+local signIn =
+  if a.isSimpleAuth then {
+    mounts: [k.container.mount('auth', a.paths.auth)],
+    env: [],
+    volumes: [
+      k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
+      k.volume.secret('admin-password', a.names.adminPasswords),
+    ],
+    initContainers: [writePasswords],
+    secrets: ['admin-password'],
+    annotations: {},
+  } else {
+    mounts:
+      (if a.isFabAuth then [k.container.mount('fab-config', a.authPaths.fabConfigDir, readOnly=true)] else [])
+      + withSecrets([a.authSecretsMount])
+      + (if a.ldapCaVolume == null then [] else [a.ldapCaMount]),
+    env:
+      // Without the newline a file written by `echo` ends with (Airflow keeps a _CMD's output as is).
+      if a.isKeycloakAuth then [k.container.envValue('AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_SECRET_CMD', 'sh -c \'printf %%s "$(cat %s/keycloak-client-secret)"\'' % a.authPaths.secrets)]
+      else [],
+    volumes:
+      (if a.isFabAuth then [k.volume.configMap('fab-config', a.authNames.fabConfig, [{ key: 'webserver_config.py', path: 'webserver_config.py' }])] else [])
+      + withSecrets([a.authSecretsVolume('api-server')])
+      + (if a.ldapCaVolume == null then [] else [a.ldapCaVolume]),
+    initContainers: [],
+    secrets: [],
+    // A change of webserver_config.py or of a sign-in secret rolls the api-server.
+    annotations:
+      (if a.isFabAuth then { 'checksum/fab-config': a.fabConfigChecksum } else {})
+      + (if authSecrets == [] then {} else { 'checksum/auth-secrets': a.authSecretsChecksum('api-server') }),
+  };
+
+local main =
+  a.container('api-server', ['api-server'], c.resources, ['database', 'fernet-key', 'api-secret-key', 'jwt-secret'])
+  + k.container.withPorts([k.container.containerPort('http', c.port)])
+  + k.container.withProbes(
+    readiness=k.probe.http(health, 'http', periodSeconds=10),
+    liveness=k.probe.http(alive, 'http', periodSeconds=15, failureThreshold=5),
+    startup=k.probe.http(alive, 'http', periodSeconds=10, failureThreshold=30),
+  )
+  + k.container.withVolumeMounts(signIn.mounts)
+  + k.container.withEnv(signIn.env);
+
 local service =
   k.service.new(a.names.apiServer, a.namespace, a.selectorLabels('api-server'), [k.service.port('http', c.service.port)])
   + k.service.withType(c.service.type)
@@ -47,12 +86,10 @@ local service =
 
 local hpa = c.autoscaling;
 local objects = a.component('api-server', a.names.apiServer, c, main,
-                            extraVolumes=[
-                              k.volume.emptyDir('auth', medium='Memory', sizeLimit='1Mi'),
-                              k.volume.secret('admin-password', a.names.adminPasswords),
-                            ],
-                            extraInitContainers=[writePasswords],
-                            extraSecrets=['admin-password'],
+                            extraVolumes=signIn.volumes,
+                            extraInitContainers=signIn.initContainers,
+                            extraSecrets=signIn.secrets,
+                            extraAnnotations=signIn.annotations,
                             // With the KubernetesExecutor, a running task's log is read from its pod.
                             apiAccess=a.isKubernetesExecutor,
                             minReplicas=if hpa.enabled then hpa.min_replicas else c.replicas,

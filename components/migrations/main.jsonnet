@@ -19,7 +19,9 @@ local pod =
   + k.podSpec.withSecurityContext(p.security.run_as_user, p.security.run_as_group, p.security.fs_group)
   + k.podSpec.withImagePullSecrets(p.image.pull_secrets);
 
-local name = 'airflow-db-migrate-' + std.substr(kap.sha256(a.image + '|' + p.version + '|' + std.manifestJsonMinified(pod)), 0, 10);
+// `db migrate` also migrates the auth manager's own tables (FAB's users, roles and sessions):
+// another auth manager needs a new run, so the name covers it too.
+local name = 'airflow-db-migrate-' + std.substr(kap.sha256(a.image + '|' + p.version + '|' + a.authManager + '|' + std.manifestJsonMinified(pod)), 0, 10);
 
 k.files([
   k.job.new(name, a.namespace, pod)

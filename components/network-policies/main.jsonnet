@@ -13,7 +13,7 @@ local components(names) = {
 // Every Airflow process (not the services it depends on).
 local airflowPods = components([
   'api-server', 'scheduler', 'dag-processor', 'triggerer', 'worker', 'celery-worker', 'flower', 'db-migrations',
-  'housekeeping', 'airflow-objects',
+  'housekeeping', 'airflow-objects', 'auth-users', 'keycloak-setup',
 ]);
 // Who talks to the Celery broker: the scheduler queues, the workers consume, Flower watches.
 local brokerClients = components(['scheduler', 'celery-worker', 'flower']);
@@ -103,6 +103,14 @@ k.files(if !np.enabled then [] else [
 + (if logStorePort != null then [
   policy('airflow-to-log-store', airflowPods, egress=[{ ports: [tcp(logStorePort)] }]),
 ] else [])
+// Sign-in: the identity providers' ports other than 443 (LDAP, a Keycloak on 8443...), for the
+// api-server and the Keycloak setup Job.
++ (
+  local ports = [port for port in a.identityProviderPorts if port != 443];
+  if ports == [] then [] else [
+    policy('airflow-to-identity-provider', components(['api-server', 'keycloak-setup']), egress=[{ ports: [tcp(port) for port in ports] }]),
+  ]
+)
 + (if bundledDb then [
   policy('airflow-postgres', components(['postgres']), ingress=[{
     from: [{ podSelector: airflowPods }]

@@ -6,6 +6,7 @@
 //   database.libsonnet             metadata database, PgBouncer and Celery broker URLs
 //   dags.libsonnet                 DAG delivery: git-sync, the Git DAG bundle, a DAG claim
 //   observability.libsonnet        metrics and remote logging
+//   auth.libsonnet                 sign-in: the auth manager, webserver_config.py, its secrets
 //   pod.libsonnet                  Airflow containers and pods, the component builder
 (import 'airflow-environment.libsonnet')
 + (import 'config.libsonnet')
@@ -13,4 +14,5 @@
 + (import 'database.libsonnet')
 + (import 'dags.libsonnet')
 + (import 'observability.libsonnet')
++ (import 'auth.libsonnet')
 + (import 'pod.libsonnet')

@@ -1,6 +1,7 @@
 // airflow.cfg: the settings derived from other parameters (executor, DAG folder, addresses,
-// metrics, remote logging, the DAG bundle, the pod template), with the user's free-form
+// metrics, remote logging, the DAG bundle, the pod template, the auth manager), with the user's free-form
 // parameters.airflow.config merged over them, rendered as an INI file.
+local auth = import 'auth.libsonnet';
 local e = import 'airflow-environment.libsonnet';
 local dags = import 'dags.libsonnet';
 local kap = import 'lib/kapitan.libjsonnet';
@@ -15,7 +16,6 @@ local derivedConfig = {
     executor: p.executor,
     dags_folder: dags.dagsFolder,
     execution_api_server_url: e.apiServerUrl + '/execution/',
-    simple_auth_manager_passwords_file: e.paths.passwordsFile,
   },
   database: { check_migrations: 'True' },
   logging: { base_log_folder: e.paths.logs },
@@ -44,10 +44,17 @@ local derivedConfig = {
   } else {}
 );
 
+// The auth manager's settings (auth.libsonnet) share [core] with the rest.
+local withAuth = std.foldl(
+  function(acc, section) acc { [section]+: auth.authConfigSections[section] },
+  std.objectFields(auth.authConfigSections),
+  derivedConfig
+);
+
 local config = std.foldl(
   function(acc, section) acc { [section]+: p.config[section] },
   std.objectFields(p.config),
-  derivedConfig
+  withAuth
 );
 
 local iniValue(v) =

@@ -22,6 +22,16 @@ local reservedConfig = {
     dags_folder: 'it follows parameters.airflow.dags.mode',
     execution_api_server_url: 'it points at this environment\'s api-server Service',
     fernet_key: 'secrets are generated as Kapitan refs, never written in the inventory',
+    auth_manager: 'set parameters.airflow.auth.manager with a class airflow.auth.* (simple, fab-database, fab-oauth, fab-ldap, keycloak)',
+    simple_auth_manager_users: 'the simple auth manager has one admin (parameters.airflow.auth.manager: simple); use a class airflow.auth.fab-* for more users and roles',
+    simple_auth_manager_passwords_file: 'the simple auth manager\'s password file is written by the api-server\'s init container',
+  },
+  fab: { config_file: 'webserver_config.py is generated from parameters.airflow.auth.fab' },
+  keycloak_auth_manager: {
+    server_url: 'set parameters.airflow.auth.keycloak.server_url',
+    realm: 'set parameters.airflow.auth.keycloak.realm',
+    client_id: 'set parameters.airflow.auth.keycloak.client_id',
+    client_secret: 'set parameters.airflow.auth.keycloak.client_secret to {ref: ...} or {secret_name, secret_key}; secrets never go in the inventory',
   },
   database: { sql_alchemy_conn: 'set parameters.airflow.database instead; secrets never go in the inventory' },
   api: { secret_key: 'secrets are generated as Kapitan refs, never written in the inventory' },
@@ -277,7 +287,8 @@ local checked =
       // A clash of classes first: it explains the other problems it causes.
       local problems = choiceErrors(parameters.airflow) + unknownConfigErrors(parameters.airflow)
                        + combinationErrors(parameters.airflow) + productionErrors(parameters.airflow)
-                       + overriddenChoiceErrors(parameters.airflow) + missingChoiceErrors(parameters.airflow);
+                       + overriddenChoiceErrors(parameters.airflow) + missingChoiceErrors(parameters.airflow)
+                       + (import 'inventory-auth.libsonnet')(parameters.airflow, targetFile, target, function(path) kap.file_exists(path).exists);
       if problems != [] then error 'invalid inventory: ' + problems[0]
       else parameters.airflow;
 

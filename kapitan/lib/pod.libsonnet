@@ -201,10 +201,10 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
   // groomer; `autoscaled` leaves replicas to an autoscaler (GitOps would otherwise reset them).
   // The component's extra_* parameters add environment, volumes and containers.
   // It waits for migrations when it uses the database; `extraSecrets` are secrets its extra
-  // volumes hold (they roll the pod too).
+  // volumes hold (they roll the pod too); `extraAnnotations` are further checksums of its pods.
   component(component, name, params, mainContainer, needsDags=false, extraVolumes=[], extraInitContainers=[], apiAccess=false,
             kind='Deployment', groomLogs=false, terminationGracePeriod=60, minReplicas=params.replicas, maxReplicas=minReplicas, autoscaled=false,
-            extraSecrets=[])::
+            extraSecrets=[], extraAnnotations={})::
     local needs = mainContainer.secretNeeds;
     local usesDatabase = std.member(needs, 'database') || std.member(needs, 'result-backend');
     local volumeNeeds = needs + (if usesDatabase then ['database'] else []);
@@ -234,7 +234,7 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
          + k.deployment.withRollingUpdate(0, 1))
       + k.deployment.withLabels(labels(component))
       + k.deployment.withPodLabels(labels(component))
-      + k.deployment.withPodAnnotations(config.checksums + secrets.secretsChecksum(volumeNeeds + extraSecrets))
+      + k.deployment.withPodAnnotations(config.checksums + secrets.secretsChecksum(volumeNeeds + extraSecrets) + extraAnnotations)
       + (if autoscaled then k.deployment.withoutReplicas() else {});
     [
       workload,

@@ -15,8 +15,20 @@ from .venvs import cache_dir, ensure_venv
 
 __all__ = ["AirflowEnvironment", "cache_dir", "ensure_airflow", "environment_key"]
 
-# The provider whose loader reads the KubernetesExecutor pod template; pinned for repeatability.
-PROVIDER_PINS = ("apache-airflow-providers-cncf-kubernetes==10.25.0",)
+# Providers the compiled configuration relies on, pinned for repeatability (a change of pins builds
+# a fresh environment, see environment_key). They also put their options into the option list the
+# compile checks against (`airflow-gitops config-options`): an option of a provider missing here
+# would be refused as unknown.
+# - cncf-kubernetes: its loader reads the KubernetesExecutor pod template.
+# - fab: the FAB auth manager (database users, OAuth/OIDC, LDAP sign-in); the official
+#   apache/airflow image ships it.
+# - keycloak: the Keycloak auth manager; the official image does not ship it, so an environment
+#   choosing it needs an image built with this provider.
+PROVIDER_PINS = (
+    "apache-airflow-providers-cncf-kubernetes==10.25.0",
+    "apache-airflow-providers-fab==3.10.2",
+    "apache-airflow-providers-keycloak==0.11.2",
+)
 
 
 @dataclass(frozen=True)
