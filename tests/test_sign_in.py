@@ -43,11 +43,14 @@ DEV = ["common", "airflow.defaults", "airflow.executor.local", "airflow.dags.git
 NO_RATE_LIMIT = {"fab": {"auth_rate_limited": "False"}}
 
 LDAP_USERS = [LdapUser("alice", "alice-ldap-pw"), LdapUser("bob", "bob-ldap-pw"), LdapUser("carol", "carol-ldap-pw")]
-LDAP_GROUPS = {"airflow-admins": ["alice"], "airflow-viewers": ["bob"]}  # carol: in no group Airflow maps
+LDAP_GROUPS = {"airflow-admins": ["alice"], "airflow-operators": ["bob"]}  # carol: in no group Airflow maps
 VIEWER_PASSWORD = "viewer-password-7c1d"
 # What the OAuth client's secret is; the test provider accepts any.
 OIDC_CLIENT_SECRET = "oidc-client-secret-3f9a"
 LDAP_CA_CONFIG_MAP = "corp-ldap-ca"
+# Where people open the OIDC target's UI: a TLS-terminating ingress in front of the api-server
+# (played by the Browser below), so that the OAuth callback is built from it.
+PUBLIC_URL = "https://airflow.signin.test"
 
 
 @dataclass
@@ -73,7 +76,7 @@ def targets(identity: Identity) -> dict[str, tuple[list[str], dict]]:
         "signin-db": (DEV + ["airflow.auth.fab-database"], {"config": NO_RATE_LIMIT, "auth": {"fab": {
             "users": [{"username": "viewer", "role": "Viewer", "email": "viewer@example.org",
                        "password": {"ref": "auth/viewer-password"}}]}}}),
-        "signin-oidc": (DEV + ["airflow.auth.fab-oauth"], {"config": NO_RATE_LIMIT, "auth": {"fab": {
+        "signin-oidc": (DEV + ["airflow.auth.fab-oauth"], {"config": NO_RATE_LIMIT, "api_server": {"base_url": PUBLIC_URL}, "auth": {"fab": {
             "oauth": {"providers": [{"name": "corp", "type": "oidc", "client_id": "airflow-signin-oidc",
                                      "client_secret": {"ref": "auth/corp-client-secret"},
                                      "discovery_url": identity.oidc.discovery_url}]},
@@ -83,8 +86,9 @@ def targets(identity: Identity) -> dict[str, tuple[list[str], dict]]:
             "ldap": {"url": ldap.url, "start_tls": True, "ca": {"config_map": LDAP_CA_CONFIG_MAP, "key": "ca.crt"},
                      "bind_dn": ldap.bind_dn, "bind_password": {"ref": "auth/ldap-bind-password"},
                      "search_base": ldap.people_dn},
-            "roles_mapping": {ldap.group_dns["airflow-admins"]: ["Admin"], ldap.group_dns["airflow-viewers"]: ["Viewer"]},
-            "default_role": ""}}}),
+            "roles_mapping": {ldap.group_dns["airflow-admins"]: ["Admin"], ldap.group_dns["airflow-operators"]: ["Op"]},
+            # Here someone in no mapped group gets a role (the OIDC target refuses them).
+            "default_role": "Viewer"}}}),
         "signin-keycloak": (DEV + ["airflow.auth.keycloak"], {"auth": {"keycloak": {
             "server_url": "https://sso.example.org", "realm": "acme", "client_id": "airflow",
             "client_secret": {"ref": "auth/keycloak-client-secret"}}}}),
@@ -155,9 +159,11 @@ def checked(result: subprocess.CompletedProcess[str], what: str) -> subprocess.C
 
 @contextmanager
 def environment_running(root: Path, target: str, work: Path, airflow: AirflowEnvironment,
-                        extra_config_maps: dict[str, dict[str, str]] | None = None, dags: bool = False) -> Iterator[Running]:
-    """PostgreSQL, then the compiled migration Job, users Job (when there is one) and api-server of
-    `target`, each container as its manifest says; the api-server is stopped when the block ends."""
+                        extra_config_maps: dict[str, dict[str, str]] | None = None,
+                        components: tuple[str, ...] = ()) -> Iterator[Running]:
+    """PostgreSQL, then the compiled migration Job, users Job (when there is one), api-server and
+    `components` (scheduler, dag-processor, triggerer) of `target`, each container as its manifest
+    says, with the DAGs git-sync would have put in place; all stopped when the block ends."""
     files = manifest_files(root / "compiled", target)
     objects = {name: yaml.safe_load(path.read_text()) for name, path in files.items()}
     secrets = {obj["metadata"]["name"]: reveal(root, files[name]) for name, obj in objects.items() if obj["kind"] == "Secret"}
@@ -177,22 +183,26 @@ def environment_running(root: Path, target: str, work: Path, airflow: AirflowEnv
         create_database(postgres_port, pg_env["POSTGRES_USER"], secrets["airflow-metadata-db"]["password"], pg_env["POSTGRES_DB"])
         api_port = free_port()
         replace = {f"airflow-postgres.airflow-{target}.svc.cluster.local:5432": f"127.0.0.1:{postgres_port}",
-                   "\nport = 8080\n": f"\nport = {api_port}\n"}
+                   f"airflow-api-server.airflow-{target}.svc.cluster.local:8080": f"127.0.0.1:{api_port}",
+                   "\nport = 8080\n": f"\nport = {api_port}\n",
+                   "scheduler_health_check_server_port = 8974": f"scheduler_health_check_server_port = {free_port()}"}
 
         checked(pod("job-airflow-db-migrate-").run("db-migrate", timeout=300), "the migration Job")
         if any(n.startswith("job-airflow-auth-users-") for n in objects):
             users = pod("job-airflow-auth-users-")
             checked(users.run("wait-for-migrations", timeout=120), "the users Job's wait-for-migrations")
             checked(users.run("sync-users", timeout=180), "the users Job")
-        if dags:  # the DAGs git-sync would have put in place, parsed into the database
-            processor = pod("deployment-airflow-dag-processor.yaml")
-            shutil.copytree(REPO / "dags", processor.volume_dir("dags") / "repo" / "dags")
-            checked(processor.run("dag-processor", timeout=180, command=["airflow", "dags", "reserialize"]), "dags reserialize")
-
         api = pod("deployment-airflow-api-server.yaml")
         checked(api.run("wait-for-migrations", timeout=120), "the api-server's wait-for-migrations")
-        server = api.start("api-server", logs / "api-server.log")
+        servers = {"api-server": api.start("api-server", logs / "api-server.log")}
+        server = servers["api-server"]
         try:
+            for name in components:
+                component = pod(f"deployment-airflow-{name}.yaml")
+                # What git-sync would have put in place (its containers clone from the DAG repository).
+                shutil.copytree(REPO / "dags", component.volume_dir("dags") / "repo" / "dags")
+                checked(component.run("wait-for-migrations", timeout=120), f"the {name}'s wait-for-migrations")
+                servers[name] = component.start(name, logs / f"{name}.log")
             base = f"http://127.0.0.1:{api_port}"
             deadline = time.monotonic() + 120
             while True:
@@ -205,10 +215,12 @@ def environment_running(root: Path, target: str, work: Path, airflow: AirflowEnv
                 except (urllib.error.URLError, ConnectionError, OSError):
                     time.sleep(1)
             yield Running(base, postgres_port, secrets, logs, objects)
-            log = (logs / "api-server.log").read_text()
-            assert "Read-only file system" not in log, f"the api-server wrote outside its volumes:\n{log[-4000:]}"
+            for name, process in servers.items():
+                log = (logs / f"{name}.log").read_text()
+                assert process.poll() is None, f"the {name} exited ({process.returncode}):\n{log[-4000:]}"
+                assert "Read-only file system" not in log, f"the {name} wrote outside its volumes:\n{log[-4000:]}"
         finally:
-            stop_groups([server], timeout=60)
+            stop_groups(servers.values(), timeout=60)
 
 
 # --- a browser, for forms and redirects ---------------------------------------------------------
@@ -218,8 +230,11 @@ class Browser:
     """Follows redirects and keeps cookies per origin (scheme, host and port), as a browser would
     for the api-server and the identity provider, which share 127.0.0.1 here."""
 
-    def __init__(self) -> None:
+    def __init__(self, ingress: dict[str, str] | None = None) -> None:
         self.cookies: dict[str, dict[str, str]] = {}
+        # public https origin -> local http address: requests go there with the X-Forwarded-*
+        # headers a TLS-terminating ingress adds.
+        self.ingress = ingress or {}
         opener = urllib.request.build_opener(_NoRedirect)
         self._open = opener.open
 
@@ -232,8 +247,14 @@ class Browser:
         """(status, final URL, body) after following redirects (a 302 after a POST becomes a GET)."""
         for _ in range(15):
             data = None if form is None else urllib.parse.urlencode(form).encode()
-            request = urllib.request.Request(url, data=data, method=method)
-            jar = self.cookies.setdefault(self.origin(url), {})
+            public = self.origin(url)
+            local = self.ingress.get(public)
+            request = urllib.request.Request(url if local is None else local + url[len(public):], data=data, method=method)
+            if local is not None:
+                request.add_header("X-Forwarded-Proto", "https")
+                request.add_header("X-Forwarded-Host", urllib.parse.urlsplit(public).netloc)
+                request.add_header("X-Forwarded-For", "127.0.0.1")
+            jar = self.cookies.setdefault(public, {})
             if jar:
                 request.add_header("Cookie", "; ".join(f"{k}={v}" for k, v in jar.items()))
             if data is not None:
@@ -267,14 +288,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def api(method: str, url: str, token: str, body: dict | None = None) -> int:
+def api_json(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    """A REST API call with a bearer token: its status and JSON body."""
     request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
+            return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, {}
+
+
+def api(method: str, url: str, token: str, body: dict | None = None) -> int:
+    return api_json(method, url, token, body)[0]
 
 
 def token(base: str, username: str, password: str) -> tuple[int, str | None]:
@@ -302,7 +328,8 @@ def form_login(base: str, username: str, password: str) -> Browser:
 
 
 def test_database_users_sign_in_and_get_their_roles(signin_repo, airflow_image, tmp_path):
-    with environment_running(signin_repo, "signin-db", tmp_path, airflow_image, dags=True) as env:
+    with environment_running(signin_repo, "signin-db", tmp_path, airflow_image,
+                             components=("scheduler", "dag-processor", "triggerer")) as env:
         admin_password = env.secrets["airflow-admin-passwords"]["admin-password"]
         # The UI's login form: the generated admin password signs in (FAB sets the UI's token cookie).
         browser = form_login(env.base, "admin", admin_password)
@@ -319,25 +346,38 @@ def test_database_users_sign_in_and_get_their_roles(signin_repo, airflow_image, 
         assert status == 201 and viewer, "the listed Viewer cannot sign in with its ref's password"
         assert env.roles_of("viewer") == ["Viewer"] and env.roles_of("admin") == ["Admin"]
 
-        # A Viewer reads but may not start a DAG run; the admin may.
-        run = f"{env.base}/api/v2/dags/example_etl/dagRuns"
-        assert api("GET", f"{env.base}/api/v2/dags/example_etl", viewer) == 200
-        assert api("POST", run, viewer, {"logical_date": None}) == 403
-        assert api("POST", run, admin, {"logical_date": None}) == 200
+        # A Viewer reads but may not start a DAG run; the admin may, and it runs to success with
+        # every Airflow process of the FAB environment up.
+        dag = f"{env.base}/api/v2/dags/example_etl"
+        deadline = time.monotonic() + 120
+        while api("GET", dag, viewer) != 200:
+            assert time.monotonic() < deadline, "example_etl was not parsed in 120 s:\n" + (env.logs / "dag-processor.log").read_text()[-3000:]
+            time.sleep(2)
+        assert api("PATCH", dag, viewer, {"is_paused": False}) == 403
+        assert api("PATCH", dag, admin, {"is_paused": False}) == 200
+        assert api("POST", f"{dag}/dagRuns", viewer, {"logical_date": None}) == 403
+        status, run = api_json("POST", f"{dag}/dagRuns", admin, {"logical_date": None})
+        assert status == 200, run
+        deadline = time.monotonic() + 180
+        while (state := api_json("GET", f"{dag}/dagRuns/{run['dag_run_id']}", admin)[1].get("state")) not in ("success", "failed"):
+            assert time.monotonic() < deadline, "the DAG run did not finish in 180 s:\n" + (env.logs / "scheduler.log").read_text()[-3000:]
+            time.sleep(2)
+        assert state == "success", (env.logs / "scheduler.log").read_text()[-3000:]
 
 
 def test_oidc_sign_in_maps_groups_to_roles(signin_repo, airflow_image, identity, tmp_path):
     idp = identity.oidc
     with environment_running(signin_repo, "signin-oidc", tmp_path, airflow_image) as env:
         def sign_in(sub: str) -> str | None:
-            browser = Browser()
+            browser = Browser(ingress={PUBLIC_URL: env.base})
             # The provider link of FAB's login page, then the provider's form, then the callback.
-            status, url, page = browser.request("GET", f"{env.base}/auth/login/corp")
+            status, url, page = browser.request("GET", f"{PUBLIC_URL}/auth/login/corp")
             assert status == 200 and url.startswith(idp.authorization_endpoint), f"not at the provider's form: {status} {url}"
-            assert f"redirect_uri={urllib.parse.quote(env.base + '/auth/oauth-authorized/corp', safe='')}" in url
+            # The callback is built from the address people use (api_server.base_url, through the ingress).
+            assert f"redirect_uri={urllib.parse.quote(PUBLIC_URL + '/auth/oauth-authorized/corp', safe='')}" in url
             status, url, page = browser.request("POST", url, {"sub": sub})
-            assert url.startswith(env.base), f"the provider did not send {sub} back: {status} {url}"
-            return browser.cookie(env.base, "_token")
+            assert url.startswith(PUBLIC_URL), f"the provider did not send {sub} back: {status} {url}"
+            return browser.cookie(PUBLIC_URL, "_token")
 
         alice = sign_in("alice")
         assert alice, "alice (airflow-admins) was not signed in"
@@ -369,12 +409,16 @@ def test_ldap_sign_in_over_starttls_maps_groups_to_roles(signin_repo, airflow_im
         assert api("GET", f"{env.base}/api/v2/dags", alice) == 200
         # The UI form too.
         assert form_login(env.base, "bob", "bob-ldap-pw").cookie(env.base, "_token")
-        assert env.roles_of("bob") == ["Viewer"]
+        assert env.roles_of("bob") == ["Op"]
         assert token(env.base, "alice", "wrong-password")[0] == 401
-        # carol is in the directory but in no mapped group.
-        assert token(env.base, "carol", "carol-ldap-pw")[0] == 401
-        # The bind password came from the mounted file: the service account searched the directory.
-        assert f'BIND dn="{ldap.bind_dn}"' in ldap.log.read_text()
+        # carol is in the directory but in no mapped group: the default role.
+        status, carol = token(env.base, "carol", "carol-ldap-pw")
+        assert status == 201 and env.roles_of("carol") == ["Viewer"]
+        assert api("POST", f"{env.base}/api/v2/dags/example_etl/dagRuns", carol, {"logical_date": None}) == 403
+        # The service account bound with the password of the mounted file, over TLS (ssf > 0: the
+        # directory refuses binds in clear), and searched the directory for the users.
+        binds = re.findall(rf'BIND dn="{re.escape(ldap.bind_dn)}" mech=SIMPLE bind_ssf=0 ssf=(\d+)', ldap.log.read_text())
+        assert binds and all(int(ssf) > 0 for ssf in binds)
 
 
 def test_keycloak_auth_manager_configuration_loads(signin_repo, airflow_image, tmp_path):

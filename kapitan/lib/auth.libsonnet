@@ -146,13 +146,12 @@ local methodSettings =
     AUTH_LDAP_EMAIL_FIELD: ldap.email_attribute,
   };
 // oauth and ldap: people are registered at their first sign-in, with the roles of their
-// groups (re-synced at every sign-in) or the default role; with no default role, someone in no
-// mapped group is refused (the security manager below).
+// groups (re-synced at every sign-in) or, in no mapped group, the default role (the security
+// manager below: FAB itself would add its registration role to everyone's).
 local registrationSettings =
   if method == 'database' then { AUTH_USER_REGISTRATION: false }
   else {
     AUTH_USER_REGISTRATION: true,
-    AUTH_USER_REGISTRATION_ROLE: if fab.default_role == '' then null else fab.default_role,
     AUTH_ROLES_MAPPING: fab.roles_mapping,
     AUTH_ROLES_SYNC_AT_LOGIN: true,
   };
@@ -177,13 +176,13 @@ local webserverConfig = |||
 
   # OpenID Connect providers: the claims holding a user's name and groups.
   _OIDC_CLAIMS = %(claims)s
-  # Someone whose groups map to no role, with no default role, is refused.
-  _REFUSE_WITHOUT_ROLE = %(refuse)s
+  # The role of someone whose groups map to no role; None: they are refused.
+  _DEFAULT_ROLE = %(defaultRole)s
 
 
   class AirflowGitOpsSecurityManager(FabAirflowSecurityManagerOverride):
-      """FAB's security manager, reading the configured claims of OpenID Connect providers and
-      refusing a sign-in that yields no role."""
+      """FAB's security manager, reading the configured claims of OpenID Connect providers, giving
+      the default role only to someone in no mapped group, and refusing a sign-in without a role."""
 
       def get_oauth_user_info(self, provider, resp):
           claims_of = _OIDC_CLAIMS.get(provider)
@@ -203,6 +202,19 @@ local webserverConfig = |||
               "role_keys": [groups] if isinstance(groups, str) else list(groups),
           }
 
+      def _oauth_calculate_user_roles(self, userinfo):
+          return self._roles_of(userinfo.get("role_keys", []))
+
+      def _ldap_calculate_user_roles(self, user_attributes):
+          return self._roles_of(self.ldap_extract_list(user_attributes, self.auth_ldap_group_field))
+
+      def _roles_of(self, groups):
+          roles = list(self.get_roles_from_keys(groups))
+          if not roles and _DEFAULT_ROLE is not None:
+              default = self.find_role(_DEFAULT_ROLE)
+              roles = [default] if default is not None else []
+          return roles
+
       def auth_user_oauth(self, userinfo, rotate_session_id=True):
           return self._refuse_without_role(super().auth_user_oauth(userinfo, rotate_session_id))
 
@@ -211,9 +223,8 @@ local webserverConfig = |||
 
       @staticmethod
       def _refuse_without_role(user):
-          if user is not None and _REFUSE_WITHOUT_ROLE and not user.roles:
-              return None
-          return user
+          # A user without a role could sign in and see nothing: refused instead.
+          return None if user is not None and not user.roles else user
 
 
   SECURITY_MANAGER_CLASS = AirflowGitOpsSecurityManager
@@ -222,7 +233,7 @@ local webserverConfig = |||
   secrets: paths.secrets,
   settings: std.join('\n', [pySetting(key, (methodSettings + registrationSettings)[key]) for key in std.objectFields(methodSettings + registrationSettings)]),
   claims: py(oidcClaims),
-  refuse: py(method != 'database' && fab.default_role == ''),
+  defaultRole: py(if method == 'database' || fab.default_role == '' then null else fab.default_role),
 };
 
 // The users the auth Job creates or updates (method database): the admin with the generated
