@@ -12,7 +12,9 @@ What the pod gets, as the kubelet would give it:
 - the root filesystem read-only: this machine's, read-only, except that /opt/airflow (holding
   dags/ and logs/) and /home/airflow are the image's, empty, the host's hidden; a write anywhere
   but a writable volume fails with EROFS, HOME (/home/airflow) included. A mount point missing on
-  this machine is made on a tmpfs over its parent directory, the parent's entries bound back.
+  this machine is made on a tmpfs over its parent directory, the parent's entries bound back. The
+  virtualenv standing in for the image is always visible: where a volume covers its path (a
+  checkout under /tmp, /tmp an emptyDir), it is bound back over it, read-only.
 - the user: securityContext runAsUser/runAsGroup (container over pod, default the image's
   50000:0), in a user namespace of its own (`--unshare-user --uid --gid`); runAsNonRoot with uid 0
   is refused as the kubelet refuses it. The image's /etc/passwd entry for 50000 ("airflow") is
@@ -322,7 +324,6 @@ class CompiledPod:
         uid, gid = self.user(container)
         spec = self.container(container)
         mounts = self.mounts(container)
-        self._check_visible(mounts)
         argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
                 "--unshare-ipc", "--cap-drop", "ALL"]
         argv += self._filesystem(mounts)
@@ -349,6 +350,11 @@ class CompiledPod:
         args += ["--ro-bind", str(self._passwd()), "/etc/passwd"]
         for mount in mounts:
             args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
+        if self._venv_hidden(mounts):
+            # The image's files are always there: a virtualenv under a volume's path (a checkout
+            # under /tmp, /tmp an emptyDir) is bound back over it, read-only, at its own path.
+            venv = str(self.airflow.path.resolve())
+            args += ["--ro-bind", venv, venv]
         for directory in reversed(shadowed):
             args += ["--remount-ro", directory]
         return args
@@ -367,14 +373,12 @@ class CompiledPod:
             raise PodSpecError(f"mountPath {target}: CompiledPod cannot add a top-level directory to this machine's root")
         return str(ancestor)
 
-    def _check_visible(self, mounts: list[Mount]) -> None:
-        """The virtualenv must not be hidden in the container by a volume (under /tmp, say, with /tmp
-        an emptyDir) or by the image's own directories."""
+    def _venv_hidden(self, mounts: list[Mount]) -> bool:
+        """Whether a volume (under /tmp, say, with /tmp an emptyDir) or the image's own directories
+        cover the virtualenv standing in for the image."""
         venv = str(self.airflow.path.resolve())
-        for hiding in [*(m.target for m in mounts), "/opt/airflow", IMAGE_HOME]:
-            if venv == hiding or venv.startswith(hiding.rstrip("/") + "/"):
-                raise PodSpecError(f"the Airflow virtualenv {venv} is under {hiding}, which the container sees "
-                                   "in its place: build it elsewhere (AIRFLOW_GITOPS_CACHE)")
+        return any(venv == hiding or venv.startswith(hiding.rstrip("/") + "/")
+                   for hiding in [*(m.target for m in mounts), *IMAGE_OWNED])
 
     def _passwd(self) -> Path:
         """This machine's /etc/passwd with the image's user added (the image has it; getpass needs it)."""
