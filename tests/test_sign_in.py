@@ -1,6 +1,6 @@
 """Sign-in works for real with what the compile generates: each auth method's target is compiled,
 then its migration Job, users Job and api-server run as their manifests say, under a read-only
-root with only their declared volumes (tests/compiled_pod.py), against PostgreSQL 15 and real
+root with only their declared volumes (airflow_gitops.up.sandbox), against PostgreSQL 15 and real
 identity providers (tests/identity_providers.py: OpenLDAP's slapd, oidc-provider-mock).
 
 Only what a cluster would provide is substituted: the database's address and the api-server's port.
@@ -27,8 +27,9 @@ import pytest
 import yaml
 
 from airflow_gitops.airflow_env import AirflowEnvironment, ensure_airflow
-from compiled_pod import CompiledPod
-from conftest import KAPITAN, REPO, compile_in, copy_repo, free_port, kapitan, manifest_files, stop_groups
+from airflow_gitops.up import manifests
+from airflow_gitops.up.sandbox import CompiledPod
+from conftest import REPO, compile_in, copy_repo, free_port, kapitan, stop_groups
 from identity_providers import LdapDirectory, LdapUser, OidcProvider, oidc_provider, openldap
 from test_dev_stack_runs import create_database, psql, throwaway_postgres
 
@@ -145,11 +146,6 @@ class Running:
         return result.stdout.strip() == "1"
 
 
-def reveal(root: Path, path: Path) -> dict[str, str]:
-    result = subprocess.run([KAPITAN, "refs", "--reveal", "-f", str(path)], cwd=root, capture_output=True, text=True, check=True)
-    return yaml.safe_load(result.stdout).get("stringData", {})
-
-
 def checked(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
     assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}"
     # Nothing may write outside its declared volumes (the root is read-only under bwrap).
@@ -164,11 +160,9 @@ def environment_running(root: Path, target: str, work: Path, airflow: AirflowEnv
     """PostgreSQL, then the compiled migration Job, users Job (when there is one), api-server and
     `components` (scheduler, dag-processor, triggerer) of `target`, each container as its manifest
     says, with the DAGs git-sync would have put in place; all stopped when the block ends."""
-    files = manifest_files(root / "compiled", target)
-    objects = {name: yaml.safe_load(path.read_text()) for name, path in files.items()}
-    secrets = {obj["metadata"]["name"]: reveal(root, files[name]) for name, obj in objects.items() if obj["kind"] == "Secret"}
-    config_maps = {obj["metadata"]["name"]: obj["data"] for obj in objects.values() if obj["kind"] == "ConfigMap"}
-    config_maps.update(extra_config_maps or {})
+    environment = manifests.load(root, target)
+    objects, secrets = environment.objects, environment.secrets
+    config_maps = {**environment.config_maps, **(extra_config_maps or {})}
     logs = work / "logs"
     logs.mkdir(parents=True)
 
@@ -349,18 +343,18 @@ def test_database_users_sign_in_and_get_their_roles(signin_repo, airflow_image, 
         # A Viewer reads but may not start a DAG run; the admin may, and it runs to success with
         # every Airflow process of the FAB environment up.
         dag = f"{env.base}/api/v2/dags/example_etl"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while api("GET", dag, viewer) != 200:
-            assert time.monotonic() < deadline, "example_etl was not parsed in 120 s:\n" + (env.logs / "dag-processor.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "example_etl was not parsed in 240 s:\n" + (env.logs / "dag-processor.log").read_text()[-3000:]
             time.sleep(2)
         assert api("PATCH", dag, viewer, {"is_paused": False}) == 403
         assert api("PATCH", dag, admin, {"is_paused": False}) == 200
         assert api("POST", f"{dag}/dagRuns", viewer, {"logical_date": None}) == 403
         status, run = api_json("POST", f"{dag}/dagRuns", admin, {"logical_date": None})
         assert status == 200, run
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while (state := api_json("GET", f"{dag}/dagRuns/{run['dag_run_id']}", admin)[1].get("state")) not in ("success", "failed"):
-            assert time.monotonic() < deadline, "the DAG run did not finish in 180 s:\n" + (env.logs / "scheduler.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the DAG run did not finish in 300 s:\n" + (env.logs / "scheduler.log").read_text()[-3000:]
             time.sleep(2)
         assert state == "success", (env.logs / "scheduler.log").read_text()[-3000:]
 
@@ -425,13 +419,9 @@ def test_keycloak_auth_manager_configuration_loads(signin_repo, airflow_image, t
     """No Keycloak server runs here: the compiled configuration loads in the api-server (the
     manager's class imports and reads its settings, the client secret from its file) and passes
     `airflow config lint`."""
-    files = manifest_files(signin_repo / "compiled", "signin-keycloak")
-    deployment = yaml.safe_load(files["deployment-airflow-api-server.yaml"].read_text())
-    config = yaml.safe_load(files["configmap-airflow-config.yaml"].read_text())
-    secrets = {yaml.safe_load(p.read_text())["metadata"]["name"]: reveal(signin_repo, p)
-               for n, p in files.items() if n.startswith("secret-")}
-    pod = CompiledPod(deployment, airflow=airflow_image, workdir=tmp_path / "api-server",
-                      secrets=secrets, config_maps={"airflow-config": config["data"]})
+    environment = manifests.load(signin_repo, "signin-keycloak")
+    pod = CompiledPod(environment.objects["deployment-airflow-api-server.yaml"], airflow=airflow_image, workdir=tmp_path / "api-server",
+                      secrets=environment.secrets, config_maps=environment.config_maps)
     script = (
         "from airflow.configuration import conf\n"
         "from airflow.api_fastapi.app import create_auth_manager\n"

@@ -29,7 +29,7 @@ What the pod gets, as the kubelet would give it:
   entrypoint sets it (0022 with `command`, which bypasses the entrypoint).
 - the host's network (servers on 127.0.0.1 are reachable; the container's ports are the host's),
   its own PID and IPC namespaces, `--die-with-parent`. Stopping the bwrap process group
-  (conftest.stop_groups) stops everything in the container, whatever session it moved to: bwrap
+  (processes.stop_groups) stops everything in the container, whatever session it moved to: bwrap
   dies of the SIGTERM, and the namespace's init with it, which kills the rest. That is abrupt:
   the container gets no graceful shutdown.
 
@@ -53,7 +53,7 @@ volumes as uid 50000 this way; nothing here needs running as root inside.
                       airflow=ensure_airflow(REPO, "3.3.2"), workdir=tmp_path / "api-server",
                       replace={"airflow-postgres.airflow-dev.svc.cluster.local:5432": f"127.0.0.1:{port}"})
     pod.run("write-admin-passwords", timeout=60).check_returncode()
-    server = pod.start("api-server", tmp_path / "api-server.log")   # stop it with conftest.stop_groups
+    server = pod.start("api-server", tmp_path / "api-server.log")   # stop it with processes.stop_groups
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from airflow_gitops.airflow_env import AirflowEnvironment
-from conftest import start_group, stop_groups
+from ..airflow_env import AirflowEnvironment
+from ..processes import start_group, stop_groups
 
 Data = Mapping[str, Mapping[str, str | bytes]]  # name -> key -> value (a Secret's stringData, a ConfigMap's data)
 
@@ -162,7 +162,7 @@ class CompiledPod:
         self.bwrap = shutil.which("bwrap")
         if not self.bwrap:
             raise RuntimeError("bwrap is not installed: install the Debian package bubblewrap "
-                               "(`make test-packages` installs what the tests need)")
+                               "(apt-get install bubblewrap; `make test-packages` installs what the tests need)")
         self._written: set[str] = set()
 
     # --- the pod's containers ---------------------------------------------------------------------
@@ -417,7 +417,7 @@ class CompiledPod:
 
     def start(self, container: str, log_path: Path, command: Sequence[str] | None = None) -> subprocess.Popen:
         """Starts `container` (a long-running one) in a process group of its own, stdout and stderr
-        to `log_path`; stop it with conftest.stop_groups([process])."""
+        to `log_path`; stop it with processes.stop_groups([process])."""
         argv = self.argv(container, command)
         with open(log_path, "w") as log:
             return start_group(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

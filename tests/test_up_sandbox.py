@@ -1,5 +1,5 @@
 """The test infrastructure of the sign-in end-to-end tests, tested for real: a compiled pod's
-containers run under bubblewrap with the constraints their pod imposes (tests/compiled_pod.py), and
+containers run under bubblewrap with the constraints their pod imposes (airflow_gitops.up.sandbox), and
 the identity providers they sign in against (tests/identity_providers.py): slapd and an OpenID
 Connect provider."""
 
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from airflow_gitops.airflow_env import AirflowEnvironment
-from compiled_pod import CompiledPod, PodSpecError
+from airflow_gitops.up.sandbox import CompiledPod, PodSpecError
 from conftest import REPO, command_line, descendants, manifest_files, stop_groups
 from identity_providers import LdapUser, oidc_provider, openldap
 
