@@ -63,7 +63,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -148,7 +148,8 @@ class CompiledPod:
 
     def __init__(self, workload: Mapping, *, airflow: AirflowEnvironment, workdir: Path,
                  secrets: Data | None = None, config_maps: Data | None = None,
-                 replace: Mapping[str, str] | None = None) -> None:
+                 replace: Mapping[str, str] | None = None, files: Mapping[str, Path] | None = None,
+                 wrap: Callable[[str, list[str]], list[str]] | None = None) -> None:
         self.spec = pod_spec_of(workload)
         self.name = (workload.get("metadata") or {}).get("name", "pod")
         self.airflow = airflow
@@ -156,6 +157,10 @@ class CompiledPod:
         self.secrets = secrets or {}
         self.config_maps = config_maps or {}
         self.replace = dict(replace or {})
+        # Files the node provides in every container (`up`: the pod's /etc/hosts and /etc/resolv.conf).
+        self.files = dict(files or {})
+        # Around each container's command line (`up`: enter the pod's network namespace and cgroup).
+        self.wrap = wrap or (lambda container, argv: argv)
         self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
         for name in _claim_templates(workload):
             self.volumes.setdefault(name, {"name": name, "persistentVolumeClaim": {"claimName": name}})
@@ -348,6 +353,8 @@ class CompiledPod:
         for directory in IMAGE_DIRS:
             args += ["--dir", directory]
         args += ["--ro-bind", str(self._passwd()), "/etc/passwd"]
+        for target, source in sorted(self.files.items()):
+            args += ["--ro-bind", str(source), target]
         for mount in mounts:
             args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
         if self._venv_hidden(mounts):
@@ -400,7 +407,7 @@ class CompiledPod:
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Runs `container` (an init container, a Job's) to completion, output captured. On timeout
         everything in it is stopped and TimeoutError raised with the output so far."""
-        argv = self.argv(container, command)
+        argv = self.wrap(container, self.argv(container, command))
         process = start_group(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               umask=self._umask(container, command))
@@ -418,7 +425,7 @@ class CompiledPod:
     def start(self, container: str, log_path: Path, command: Sequence[str] | None = None) -> subprocess.Popen:
         """Starts `container` (a long-running one) in a process group of its own, stdout and stderr
         to `log_path`; stop it with processes.stop_groups([process])."""
-        argv = self.argv(container, command)
+        argv = self.wrap(container, self.argv(container, command))
         with open(log_path, "w") as log:
             return start_group(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                umask=self._umask(container, command))
