@@ -29,9 +29,10 @@ compile: bytecode
 # Debian packages the tests run for real: slapd and ldap-utils (an LDAP directory to sign in against,
 # and the clients that prove it answers), openssl (its throwaway CA; slim images lack the CLI),
 # bubblewrap (a compiled pod's containers run under a pod's constraints), the headers pip
-# builds python-ldap from (it has no wheel for Linux), and redis-server (the stand-in for the
-# bundled Redis image of `airflow-gitops up`).
-TEST_PACKAGES := slapd ldap-utils openssl bubblewrap libldap2-dev libsasl2-dev redis-server
+# builds python-ldap from (it has no wheel for Linux), and what `airflow-gitops up` runs besides:
+# iproute2 (a network namespace per pod), PostgreSQL 15 and redis-server (the stand-ins for the
+# bundled database's and Redis's images).
+TEST_PACKAGES := slapd ldap-utils openssl bubblewrap libldap2-dev libsasl2-dev redis-server iproute2 postgresql-15
 APT_INSTALL   := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
 # Installs only what is missing, so a prepared machine never waits for apt; that takes root, so

@@ -126,6 +126,20 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _up(args: argparse.Namespace) -> int:
+    from .up.command import run_up
+
+    run_up(find_root(), args.target, dags=Path(args.dags) if args.dags else None, port=args.port,
+           secrets_file=Path(args.secrets_file) if args.secrets_file else None, keep=args.keep)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from .up.command import print_down
+
+    return print_down(find_root(), args.target)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("up", help="run an environment's compiled pods on this machine, as the kubelet would (root; until Ctrl-C)")
+    p.add_argument("--target", required=True, help="environment to bring up (compiled/<target>)")
+    p.add_argument("--dags", help="DAG directory git-sync delivers (default: dags/)")
+    p.add_argument("--port", type=int, default=8080, help="127.0.0.1 port forwarded to the api-server (default 8080; 0: any free one)")
+    p.add_argument("--secrets-file", help="YAML of store key: value (an External Secrets environment) and secrets: {name: {key: value}}")
+    p.add_argument("--keep", action="store_true", help="keep the pods' volumes and logs under .cache/up/<target>/run")
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("down", help="stop what `up` runs for an environment, and remove what a crashed one left")
+    p.add_argument("--target", required=True)
+    p.set_defaults(func=_down)
 
     p = sub.add_parser("config-options", help="record the airflow.cfg options an Airflow version knows (for the compile-time check)")
     p.add_argument("--version", required=True, help="Apache Airflow version, e.g. 3.3.2")

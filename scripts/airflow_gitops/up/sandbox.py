@@ -69,6 +69,7 @@ from pathlib import Path, PurePosixPath
 
 from ..airflow_env import AirflowEnvironment
 from ..processes import start_group, stop_groups
+from .standins import STANDIN_KINDS, ImageDefaults, image_defaults, image_kind, standin_command
 
 Data = Mapping[str, Mapping[str, str | bytes]]  # name -> key -> value (a Secret's stringData, a ConfigMap's data)
 
@@ -86,6 +87,23 @@ IMAGE_OWNED = ("/opt", "/home")
 ENTRYPOINT_UMASK, RUNTIME_UMASK = 0o002, 0o022
 # The kubelet's default file mode of configMap, secret and projected volumes (0644).
 DEFAULT_MODE = 0o644
+# The image's /clean-logs (scripts/docker/clean-logs.sh): every AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES,
+# delete the files under $AIRFLOW_HOME/logs older than AIRFLOW__LOG_RETENTION_DAYS, and the empty
+# directories left. Written from its documented behaviour, not copied.
+CLEAN_LOGS = """#!/usr/bin/env bash
+set -euo pipefail
+directory="${AIRFLOW_HOME:-/opt/airflow}/logs"
+retention="${AIRFLOW__LOG_RETENTION_DAYS:-15}"
+frequency="${AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES:-15}"
+trap 'exit 0' TERM INT
+echo "Cleaning logs every ${frequency} minutes, keeping ${retention} days"
+while true; do
+  find "${directory}" -type f -name '*.log' -mtime +"${retention}" -delete 2>/dev/null || true
+  find "${directory}" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+  sleep $(( frequency * 60 )) &
+  wait $!
+done
+"""
 DIRECTORY_VOLUMES = ("emptyDir", "persistentVolumeClaim")
 FILE_VOLUMES = ("configMap", "secret", "projected")
 
@@ -136,6 +154,14 @@ def expand(text: str, variables: Mapping[str, str]) -> str:
     return _REFERENCE.sub(one, text)
 
 
+def _through_symlinks(target: str) -> str:
+    """A mount path with the symlinks of this machine's existing directories resolved (/var/run ->
+    /run): bwrap cannot make a mount point through a symlink, and the container sees the same path."""
+    path = PurePosixPath(target)
+    existing = next((p for p in [path, *path.parents] if Path(p).exists()), PurePosixPath("/"))
+    return str(PurePosixPath(os.path.realpath(existing)) / path.relative_to(existing))
+
+
 @dataclass(frozen=True)
 class Mount:
     source: Path   # on this machine
@@ -149,7 +175,8 @@ class CompiledPod:
     def __init__(self, workload: Mapping, *, airflow: AirflowEnvironment, workdir: Path,
                  secrets: Data | None = None, config_maps: Data | None = None,
                  replace: Mapping[str, str] | None = None, files: Mapping[str, Path] | None = None,
-                 wrap: Callable[[str, list[str]], list[str]] | None = None) -> None:
+                 wrap: Callable[[str, list[str]], list[str]] | None = None,
+                 repositories: Mapping[str, str] | None = None, hostname: str | None = None) -> None:
         self.spec = pod_spec_of(workload)
         self.name = (workload.get("metadata") or {}).get("name", "pod")
         self.airflow = airflow
@@ -161,6 +188,10 @@ class CompiledPod:
         self.files = dict(files or {})
         # Around each container's command line (`up`: enter the pod's network namespace and cgroup).
         self.wrap = wrap or (lambda container, argv: argv)
+        # Git repositories standing in for the remotes git-sync containers clone (URL -> local path).
+        self.repositories = dict(repositories or {})
+        # The pod's hostname (its name, as the kubelet sets it; /etc/hosts resolves it to its address).
+        self.hostname = hostname
         self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
         for name in _claim_templates(workload):
             self.volumes.setdefault(name, {"name": name, "persistentVolumeClaim": {"claimName": name}})
@@ -179,12 +210,26 @@ class CompiledPod:
                 return container
         raise PodSpecError(f"{self.name} has no container {name!r} (it has {', '.join(c['name'] for c in containers)})")
 
+    def standin(self, container: str) -> ImageDefaults | None:
+        """The image defaults of a container whose image has a stand-in (PostgreSQL, Redis,
+        git-sync); None for apache/airflow (this virtualenv). Other images are refused."""
+        image = str(self.container(container).get("image", ""))
+        kind = image_kind(image)
+        if kind in STANDIN_KINDS:
+            return image_defaults(kind)
+        if kind == "airflow" or (kind is None and not image):
+            return None
+        raise PodSpecError(f"{self.name}/{container}: no local stand-in for the image {image} "
+                           f"(stand-ins exist for apache/airflow, {', '.join(sorted(STANDIN_KINDS))})")
+
     def user(self, container: str) -> tuple[int, int]:
         """(uid, gid) the container runs as: its securityContext over the pod's over the image's."""
         pod, own = self.spec.get("securityContext") or {}, self.container(container).get("securityContext") or {}
-        uid = own.get("runAsUser", pod.get("runAsUser", IMAGE_UID))
+        standin = self.standin(container)
+        image_uid, image_gid = standin.user if standin else (IMAGE_UID, IMAGE_GID)
+        uid = own.get("runAsUser", pod.get("runAsUser", image_uid))
         # Without runAsGroup, the uid's group in the image's /etc/passwd, 0 for a uid it lacks.
-        gid = own.get("runAsGroup", pod.get("runAsGroup", IMAGE_GID))
+        gid = own.get("runAsGroup", pod.get("runAsGroup", image_gid))
         if own.get("runAsNonRoot", pod.get("runAsNonRoot")) and uid == 0:
             raise PodSpecError(f"{container}: runAsNonRoot with runAsUser 0: the kubelet refuses to start it")
         return int(uid), int(gid)
@@ -195,6 +240,10 @@ class CompiledPod:
         variables = self._env(spec)
         command = [substitute(expand(a, variables), self.replace) for a in spec.get("command", [])]
         args = [substitute(expand(a, variables), self.replace) for a in spec.get("args", [])]
+        standin = self.standin(container)
+        if standin is not None:
+            expanded = {**spec, "command": command, "args": args}
+            return standin_command(image_kind(str(spec["image"])) or "", expanded, self.env(container), self.repositories), False
         if command:
             return [*command, *args], False
         if args[:1] == ["bash"]:
@@ -205,7 +254,8 @@ class CompiledPod:
 
     def env(self, container: str) -> dict[str, str]:
         """The container's environment: the image's, then the container's own (see the module docstring)."""
-        image = {**IMAGE_ENV, "PATH": f"{self.airflow.path / 'bin'}:/usr/bin:/bin"}
+        standin = self.standin(container)
+        image = dict(standin.env) if standin else {**IMAGE_ENV, "PATH": f"{self.airflow.path / 'bin'}:/usr/bin:/bin"}
         return {**image, **self._env(self.container(container))}
 
     def _env(self, spec: Mapping) -> dict[str, str]:
@@ -318,7 +368,7 @@ class CompiledPod:
                         raise PodSpecError(f"{container}: subPath {mount['subPath']!r} is not in volume {mount['name']!r}")
                     source.mkdir(parents=True, mode=0o777)  # the kubelet creates a missing subPath of a directory volume
             read_only = bool(mount.get("readOnly")) or any(k in FILE_VOLUMES for k in volume)
-            mounts.append(Mount(source, mount["mountPath"], read_only))
+            mounts.append(Mount(source, _through_symlinks(mount["mountPath"]), read_only))
         return sorted(mounts, key=lambda m: len(PurePosixPath(m.target).parts))
 
     # --- bubblewrap ---------------------------------------------------------------------------------
@@ -331,8 +381,11 @@ class CompiledPod:
         mounts = self.mounts(container)
         argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
                 "--unshare-ipc", "--cap-drop", "ALL"]
+        if self.hostname:
+            argv += ["--unshare-uts", "--hostname", self.hostname]
         argv += self._filesystem(mounts)
-        argv += ["--chdir", spec.get("workingDir", IMAGE_WORKDIR), "--clearenv"]
+        standin = self.standin(container)
+        argv += ["--chdir", spec.get("workingDir", standin.workdir if standin else IMAGE_WORKDIR), "--clearenv"]
         for name, value in self.env(container).items():
             argv += ["--setenv", name, value]
         return [*argv, "--", *(command if command is not None else self.command(container)[0])]
@@ -340,19 +393,25 @@ class CompiledPod:
     def _filesystem(self, mounts: list[Mount]) -> list[str]:
         """The container's filesystem: the host read-only, the image's own directories over /opt and
         /home, the image's /etc/passwd, the volumes, and every tmpfs made read-only at the end."""
-        args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        shadowed = sorted({*IMAGE_OWNED, *(self._shadow_for(m.target) for m in mounts)} - {""},
+        targets = [*(m.target for m in mounts), *self._image_files(), *self.files]
+        shadowed = sorted({*IMAGE_OWNED, *(self._shadow_for(t) for t in targets)} - {""},
                           key=lambda p: len(PurePosixPath(p).parts))
+        # A mount point at the top (the postgres pod's /scripts) needs a root of its own: a tmpfs
+        # with this machine's top-level entries bound back, made read-only at the end like the others.
+        args = [] if "/" in shadowed else ["--ro-bind", "/", "/"]
         for directory in shadowed:
             args += ["--tmpfs", directory]
             for entry in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
                 path = str(entry)
-                if path in shadowed or any(path == d or d.startswith(path + "/") for d in IMAGE_DIRS):
+                if path in shadowed or path in ("/dev", "/proc") or any(path == d or d.startswith(path + "/") for d in IMAGE_DIRS):
                     continue  # made below, or the image's own
                 args += ["--symlink", os.readlink(entry), path] if entry.is_symlink() else ["--ro-bind", path, path]
+        args += ["--dev", "/dev", "--proc", "/proc"]
         for directory in IMAGE_DIRS:
             args += ["--dir", directory]
         args += ["--ro-bind", str(self._passwd()), "/etc/passwd"]
+        for target, source in sorted(self._image_files().items()):
+            args += ["--ro-bind", str(source), target]
         for target, source in sorted(self.files.items()):
             args += ["--ro-bind", str(source), target]
         for mount in mounts:
@@ -376,8 +435,6 @@ class CompiledPod:
         ancestor = next(p for p in path.parents if Path(p).exists())
         if str(ancestor) in IMAGE_OWNED:
             return ""
-        if str(ancestor) == "/":
-            raise PodSpecError(f"mountPath {target}: CompiledPod cannot add a top-level directory to this machine's root")
         return str(ancestor)
 
     def _venv_hidden(self, mounts: list[Mount]) -> bool:
@@ -387,13 +444,26 @@ class CompiledPod:
         return any(venv == hiding or venv.startswith(hiding.rstrip("/") + "/")
                    for hiding in [*(m.target for m in mounts), *IMAGE_OWNED])
 
+    def _image_files(self) -> dict[str, Path]:
+        """Files of the apache/airflow image our manifests run (the log groomer's /clean-logs)."""
+        path = self.workdir / "image" / "clean-logs"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(CLEAN_LOGS)
+            path.chmod(0o755)
+        return {"/clean-logs": path}
+
     def _passwd(self) -> Path:
         """This machine's /etc/passwd with the image's user added (the image has it; getpass needs it)."""
         path = self.workdir / "etc-passwd"
         if not path.exists():
             lines = Path("/etc/passwd").read_text().splitlines()
-            if not any(line.split(":")[2:3] == [str(IMAGE_UID)] for line in lines):
-                lines.append(f"{IMAGE_USER_NAME}:x:{IMAGE_UID}:{IMAGE_GID}::{IMAGE_HOME}:/usr/sbin/nologin")
+            images = [f"{IMAGE_USER_NAME}:x:{IMAGE_UID}:{IMAGE_GID}::{IMAGE_HOME}:/usr/sbin/nologin"]
+            images += sorted({d.passwd for c in [*self.spec.get("initContainers", []), *self.spec.get("containers", [])]
+                              if (d := self.standin(c["name"])) is not None})
+            for entry in images:  # the images' users (postgres 999, git-sync 65533, airflow 50000)
+                if not any(line.split(":")[2:3] == entry.split(":")[2:3] for line in lines):
+                    lines.append(entry)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("\n".join(lines) + "\n")
         return path
