@@ -412,10 +412,12 @@ class CompiledPod:
         args += ["--ro-bind", str(self._passwd()), "/etc/passwd"]
         for target, source in sorted(self._image_files().items()):
             args += ["--ro-bind", str(source), target]
-        for target, source in sorted(self.files.items()):
-            args += ["--ro-bind", str(source), target]
         for mount in mounts:
             args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
+        # After the volumes: a node file under a volume's path (a local DAG repository under /tmp,
+        # /tmp an emptyDir) stays visible.
+        for target, source in sorted(self.files.items()):
+            args += ["--ro-bind", str(source), target]
         if self._venv_hidden(mounts):
             # The image's files are always there: a virtualenv under a volume's path (a checkout
             # under /tmp, /tmp an emptyDir) is bound back over it, read-only, at its own path.
