@@ -9,8 +9,6 @@ Only what a cluster would provide is substituted: the database's address and the
 from __future__ import annotations
 
 import html
-import http.cookies
-import json
 import re
 import shutil
 import subprocess
@@ -21,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,14 @@ import yaml
 
 from airflow_gitops.airflow_env import AirflowEnvironment, ensure_airflow
 from airflow_gitops.up import manifests
+from airflow_gitops.up.kubelet import IMAGE_EXTRAS
 from airflow_gitops.up.sandbox import CompiledPod
 from conftest import REPO, compile_in, copy_repo, free_port, kapitan, stop_groups
 from identity_providers import LdapDirectory, LdapUser, OidcProvider, oidc_provider, openldap
-from test_dev_stack_runs import create_database, psql, throwaway_postgres
+from test_dev_stack_runs import create_database, http, psql, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 
-# What the official image carries beyond Airflow and its providers and sign-in imports: python-ldap
-# (extra `ldap`) for FAB's LDAP sign-in, authlib (extra `google-auth`) for its OAuth sign-in.
-IMAGE_EXTRAS = ("python-ldap==3.4.5", "authlib==1.9.10")
 DEV = ["common", "airflow.defaults", "airflow.executor.local", "airflow.dags.git-sync", "airflow.database.bundled",
        "dag-repository", "gitops-repository", "profiles.dev"]
 # Several sign-ins a minute from one address: FAB's rate limit (5 per 40 s) stays on in production.
@@ -259,7 +256,7 @@ class Browser:
             except urllib.error.HTTPError as error:
                 status, headers, body = error.code, error.headers, error.read().decode(errors="replace")
             for header in headers.get_all("Set-Cookie") or []:
-                cookie = http.cookies.SimpleCookie()
+                cookie = SimpleCookie()
                 cookie.load(header)
                 for key, morsel in cookie.items():
                     if morsel["expires"] and "1970" in morsel["expires"] or morsel["max-age"] == "0":
@@ -282,29 +279,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def api_json(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
-    """A REST API call with a bearer token: its status and JSON body."""
-    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, {}
-
-
 def api(method: str, url: str, token: str, body: dict | None = None) -> int:
-    return api_json(method, url, token, body)[0]
+    """The status of a REST API call with a bearer token."""
+    return http(method, url, body, token)[0]
 
 
 def token(base: str, username: str, password: str) -> tuple[int, str | None]:
-    request = urllib.request.Request(f"{base}/auth/token", method="POST", data=json.dumps({"username": username, "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())["access_token"]
-    except urllib.error.HTTPError as error:
-        return error.code, None
+    """POST /auth/token: its status and the access token, if any."""
+    status, body = http("POST", f"{base}/auth/token", {"username": username, "password": password})
+    return status, body.get("access_token")
 
 
 def form_login(base: str, username: str, password: str) -> Browser:
@@ -350,10 +333,10 @@ def test_database_users_sign_in_and_get_their_roles(signin_repo, airflow_image, 
         assert api("PATCH", dag, viewer, {"is_paused": False}) == 403
         assert api("PATCH", dag, admin, {"is_paused": False}) == 200
         assert api("POST", f"{dag}/dagRuns", viewer, {"logical_date": None}) == 403
-        status, run = api_json("POST", f"{dag}/dagRuns", admin, {"logical_date": None})
+        status, run = http("POST", f"{dag}/dagRuns", {"logical_date": None}, admin)
         assert status == 200, run
         deadline = time.monotonic() + 300
-        while (state := api_json("GET", f"{dag}/dagRuns/{run['dag_run_id']}", admin)[1].get("state")) not in ("success", "failed"):
+        while (state := http("GET", f"{dag}/dagRuns/{run['dag_run_id']}", token=admin)[1].get("state")) not in ("success", "failed"):
             assert time.monotonic() < deadline, "the DAG run did not finish in 300 s:\n" + (env.logs / "scheduler.log").read_text()[-3000:]
             time.sleep(2)
         assert state == "success", (env.logs / "scheduler.log").read_text()[-3000:]

@@ -4,32 +4,20 @@ the forwarded api-server, and `airflow-gitops down` leaves nothing behind."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from airflow_gitops.up import manifests
 from conftest import REPO, start_group, stop_groups
+from test_dev_stack_runs import http
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
-
-
-def call(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, {}
 
 
 def leftovers() -> list[str]:
@@ -60,18 +48,18 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
         assert "OOMKilled" not in table and "restart" not in text
 
         admin = manifests.load(REPO, "dev").secrets["airflow-admin-passwords"]["admin-password"]
-        status, body = call(base, "POST", "/auth/token", {"username": "admin", "password": admin})
+        status, body = http("POST", base + "/auth/token", {"username": "admin", "password": admin})
         assert status == 201
         token = body["access_token"]
         deadline = time.monotonic() + 180
-        while call(base, "GET", "/api/v2/dags/example_etl", token=token)[0] != 200:
+        while http("GET", base + "/api/v2/dags/example_etl", token=token)[0] != 200:
             assert time.monotonic() < deadline, "example_etl was not parsed from the git-sync'd DAGs"
             time.sleep(2)
-        assert call(base, "PATCH", "/api/v2/dags/example_etl", {"is_paused": False}, token)[0] == 200
-        status, run = call(base, "POST", "/api/v2/dags/example_etl/dagRuns", {"logical_date": None}, token)
+        assert http("PATCH", base + "/api/v2/dags/example_etl", {"is_paused": False}, token)[0] == 200
+        status, run = http("POST", base + "/api/v2/dags/example_etl/dagRuns", {"logical_date": None}, token)
         assert status == 200
         deadline = time.monotonic() + 300
-        while (state := call(base, "GET", f"/api/v2/dags/example_etl/dagRuns/{run['dag_run_id']}", token=token)[1].get("state")) not in ("success", "failed"):
+        while (state := http("GET", base + f"/api/v2/dags/example_etl/dagRuns/{run['dag_run_id']}", token=token)[1].get("state")) not in ("success", "failed"):
             assert time.monotonic() < deadline, "the DAG run did not finish in 300 s"
             time.sleep(2)
         assert state == "success"

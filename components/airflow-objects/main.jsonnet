@@ -118,12 +118,8 @@ local pod =
 
 local hash = std.substr(kap.sha256(a.image + '|' + specJson + '|' + script + '|' + std.manifestJsonMinified(pod)), 0, 10);
 
-local refSecret =
-  if refs == {} then null
-  else if p.secrets.mode == 'external-secrets' then a.externalSecret(name, refs, 'airflow-objects')
-  // Written once with `kapitan refs --write base64:targets/<env>/<ref> -f FILE` (see README).
-  else k.secret.new(name, a.namespace, { [f]: '?{base64:targets/%s/%s}' % [a.env, refs[f]] for f in std.objectFields(refs) })
-       + k.secret.withLabels(a.labels('airflow-objects'));
+// Written once with `kapitan refs --write base64:targets/<env>/<ref> -f FILE` (see README).
+local refSecret = a.userRefSecret(name, refs, 'airflow-objects');
 
 k.files([
   k.configMap.new(name, a.namespace, { 'objects.json': specJson, 'apply.py': script }) + k.configMap.withLabels(a.labels('airflow-objects')),

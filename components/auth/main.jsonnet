@@ -19,13 +19,8 @@ local names = a.authNames;
 local paths = a.authPaths;
 local usersDir = '/opt/airflow/auth-users';
 
-local refs = a.authRefs;
-local refSecret =
-  if refs == {} then null
-  else if p.secrets.mode == 'external-secrets' then a.externalSecret(names.secret, refs, 'auth')
-  // Written once with `kapitan refs --write base64:targets/<env>/<ref> -f FILE` (README: Sign-in).
-  else k.secret.new(names.secret, a.namespace, { [f]: '?{base64:targets/%s/%s}' % [a.env, refs[f]] for f in std.objectFields(refs) })
-       + k.secret.withLabels(a.labels('auth'));
+// Written once with `kapitan refs --write base64:targets/<env>/<ref> -f FILE` (README: Sign-in).
+local refSecret = a.userRefSecret(names.secret, a.authRefs, 'auth');
 
 local fabConfig =
   if a.isFabAuth then

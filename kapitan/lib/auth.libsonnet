@@ -7,6 +7,7 @@
 local e = import 'airflow-environment.libsonnet';
 local k = import 'k8s.libsonnet';
 local kap = import 'lib/kapitan.libjsonnet';
+local secrets = import 'secrets.libsonnet';
 
 local p = e.params;
 local auth = p.auth;
@@ -15,13 +16,13 @@ local manager = auth.manager;
 local isFab = manager == 'fab';
 local isKeycloak = manager == 'keycloak';
 local method = if isFab then fab.method else null;
-local fromStore = p.secrets.mode == 'external-secrets';
 
 local paths = {
   // [fab] config_file: FAB reads its Flask settings from this file (providers/fab/www/app.py).
   fabConfigDir: '/opt/airflow/fab',
   fabConfig: '/opt/airflow/fab/webserver_config.py',
   secrets: '/opt/airflow/auth-secrets',
+  ldapCaDir: '/opt/airflow/ldap-ca',
   ldapCa: '/opt/airflow/ldap-ca/ca.crt',
 };
 local names = {
@@ -62,12 +63,9 @@ local secretsVolume(reader) =
 
 // What changes when a secret value changes in Git: the ref's data (Kapitan refs), the store key
 // and secrets.generation (External Secrets), the Secret and key (an existing Secret).
-local refPath(ref) = 'kapitan/refs/targets/%s/%s' % [e.env, ref];
 local identity(s) =
-  if !fromRef(s) then 'secret %s %s' % [s.value.secret_name, s.value.secret_key]
-  else if fromStore then 'store ' + p.secrets.external_secrets.key_prefix + '/' + s.value.ref
-  else if kap.file_exists(refPath(s.value.ref)).exists then 'ref ' + std.toString(std.get(std.parseYaml(kap.file_read(refPath(s.value.ref))), 'data', ''))
-  else 'ref';
+  if fromRef(s) then 'ref ' + secrets.valueIdentity(s.value.ref, s.value.ref)
+  else 'secret %s %s' % [s.value.secret_name, s.value.secret_key];
 local secretsChecksum(reader) = kap.sha256(std.join('\n', [std.toString(p.secrets.generation)] + [s.file + ' ' + identity(s) for s in valuesOf(reader)]));
 
 // A Python literal of a JSON value; {secret: FILE} becomes a read of that file at start-up.
@@ -315,5 +313,5 @@ local identityUrls =
     if method != 'ldap' || ldapCa == null then null
     else if std.objectHas(ldapCa, 'config_map') then k.volume.configMap('ldap-ca', ldapCa.config_map, [{ key: ldapCa.key, path: 'ca.crt' }])
     else { name: 'ldap-ca', secret: { secretName: ldapCa.secret_name, items: [{ key: ldapCa.secret_key, path: 'ca.crt' }] } },
-  ldapCaMount: k.container.mount('ldap-ca', std.split(paths.ldapCa, '/ca.crt')[0], readOnly=true),
+  ldapCaMount: k.container.mount('ldap-ca', paths.ldapCaDir, readOnly=true),
 }

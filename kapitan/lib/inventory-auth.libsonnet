@@ -1,6 +1,7 @@
 // Sign-in mistakes the schema cannot express (parameters.airflow.auth), each naming the target
 // file, the key and what to set. Called by inventory.libsonnet with the parameters it checks.
-function(airflow, targetFile, target, refExists)
+// `missingRefErrors(key, value)`: the error of a `{ref}` never written (inventory.libsonnet's check).
+function(airflow, targetFile, missingRefErrors)
 local auth = airflow.auth;
 local fab = auth.fab;
 local kc = auth.keycloak;
@@ -21,14 +22,7 @@ local isHttp(url) = std.startsWith(url, 'http://');
 local httpErrors(key, url) =
   if dev || !isHttp(url) then [] else [err(key, '%s is plain http in a %s environment: tokens and client secrets would cross the network unencrypted; use https (only profiles.dev may use http)' % [std.manifestJson(url), airflow.profile])];
 
-// A `{ref: PATH}` Kapitan ref that was never written (kapitan-refs): Kapitan would only say it
-// found no backend for the tag.
-local refErrors(key, value) =
-  if value == null || !std.objectHas(value, 'ref') || airflow.secrets.mode != 'kapitan-refs' then []
-  else
-    local path = 'targets/%s/%s' % [target, value.ref];
-    if refExists('kapitan/refs/' + path) then []
-    else [err(key, 'the Kapitan ref %s does not exist yet: write it once with `kapitan refs --write base64:%s -f FILE` and commit kapitan/refs/%s' % [path, path, path])];
+local refErrors(key, value) = missingRefErrors('auth.' + key, value);
 local secretErrors(key, value, what) =
   if value == null then [err(key, 'is missing: %s comes from a secret: set it to {ref: auth/NAME} (a Kapitan ref, or the External Secrets store key <key_prefix>/auth/NAME) or {secret_name: SECRET, secret_key: KEY} (an existing Secret)' % what)]
   else refErrors(key, value);

@@ -142,6 +142,16 @@ local reservedEnvErrors(airflow) =
 
 // Declared connections and variables whose {ref: PATH} was never written (Kapitan refs mode):
 // Kapitan's own error would only say it found no backend for the tag.
+// A secret_value `{ref: PATH}` whose Kapitan ref was never written (kapitan-refs), at
+// parameters.airflow.<key>: Kapitan's own error would only say it found no backend for the tag.
+local missingRefErrors(airflow, key, value) =
+  if value == null || !std.objectHas(value, 'ref') || airflow.secrets.mode != 'kapitan-refs' then []
+  else
+    local path = 'targets/%s/%s' % [target, value.ref];
+    if kap.file_exists('kapitan/refs/' + path).exists then []
+    else ['%s: parameters.airflow.%s: the Kapitan ref %s does not exist yet: write it once with `kapitan refs --write base64:%s -f FILE` and commit kapitan/refs/%s'
+          % [targetFile, key, path, path, path]];
+
 local missingRefs(airflow) =
   local values = [
     { key: 'connections.%s.password' % id, value: airflow.connections[id].password }
@@ -150,14 +160,7 @@ local missingRefs(airflow) =
     { key: 'variables.%s.secret' % name, value: airflow.variables[name].secret }
     for name in std.objectFields(airflow.variables) if std.objectHas(airflow.variables[name], 'secret')
   ];
-  [
-    '%s: parameters.airflow.%s: the Kapitan ref %s does not exist yet: write it once with `kapitan refs --write base64:%s -f FILE` and commit kapitan/refs/%s'
-    % [targetFile, v.key, path, path, path]
-    for v in values
-    if airflow.secrets.mode == 'kapitan-refs' && std.objectHas(v.value, 'ref')
-    for path in ['targets/%s/%s' % [target, v.value.ref]]
-    if !kap.file_exists('kapitan/refs/' + path).exists
-  ];
+  std.flattenArrays([missingRefErrors(airflow, v.key, v.value) for v in values]);
 
 // Combinations the schema cannot express.
 local isTrue(v) = std.asciiLower(std.toString(v)) == 'true';
@@ -288,7 +291,7 @@ local checked =
       local problems = choiceErrors(parameters.airflow) + unknownConfigErrors(parameters.airflow)
                        + combinationErrors(parameters.airflow) + productionErrors(parameters.airflow)
                        + overriddenChoiceErrors(parameters.airflow) + missingChoiceErrors(parameters.airflow)
-                       + (import 'inventory-auth.libsonnet')(parameters.airflow, targetFile, target, function(path) kap.file_exists(path).exists);
+                       + (import 'inventory-auth.libsonnet')(parameters.airflow, targetFile, function(key, value) missingRefErrors(parameters.airflow, key, value));
       if problems != [] then error 'invalid inventory: ' + problems[0]
       else parameters.airflow;
 

@@ -60,12 +60,14 @@ local filesOf(needs) =
 // What changes when a value changes: the ref file's content (Kapitan writes it on the first
 // compile: until then, nothing), or the store key and secrets.generation.
 local refPath(name) = 'kapitan/refs/targets/%s/%s' % [env, name];
+local valueIdentity(refName, storeKey) =
+  if fromStore then p.secrets.external_secrets.key_prefix + '/' + storeKey
+  // The ref's data field, not the file's bytes: a checkout with other line endings is the same ref.
+  else if kap.file_exists(refPath(refName)).exists then std.toString(std.get(std.parseYaml(kap.file_read(refPath(refName))), 'data', ''))
+  else '';
 local identity(file) =
   local item = catalog[file];
-  if fromStore && std.objectHas(item, 'store') then p.secrets.external_secrets.key_prefix + '/' + item.store
-  // The ref's data field, not the file's bytes: a checkout with other line endings is the same ref.
-  else if !fromStore && std.objectHas(item, 'ref') && kap.file_exists(refPath(item.ref)).exists then std.toString(std.get(std.parseYaml(kap.file_read(refPath(item.ref))), 'data', ''))
-  else '';
+  if std.objectHas(item, 'ref') then valueIdentity(item.ref, item.store) else '';
 
 {
   ref: ref,
@@ -82,6 +84,20 @@ local identity(file) =
                         + (if e.isCeleryExecutor && p.celery.flower.enabled then ['flower-password'] else []);
     if celeryFiles == [] then [] else [{ name: names.celerySecrets, files: celeryFiles }]
   ),
+
+  // What identifies a secret value in Git (for rollout checksums): the ref's data (kapitan-refs),
+  // or the store key under key_prefix (external-secrets).
+  valueIdentity(refName, storeKey):: valueIdentity(refName, storeKey),
+
+  // The Secret of values the user writes as `{ref: PATH}` (connections, sign-in secrets), `refs`
+  // mapping each of its keys to PATH: tags of the refs targets/<env>/PATH, written once with
+  // `kapitan refs --write` (kapitan-refs), or an ExternalSecret of the store keys
+  // <key_prefix>/PATH (external-secrets); null without refs.
+  userRefSecret(name, refs, component)::
+    if refs == {} then null
+    else if fromStore then $.externalSecret(name, refs, component)
+    else k.secret.new(name, e.namespace, { [f]: '?{base64:targets/%s/%s}' % [env, refs[f]] for f in std.objectFields(refs) })
+         + k.secret.withLabels(e.labels(component)),
 
   // Secret data: each file's key -> its Kapitan ref tag (kapitan-refs).
   refData(files):: { [catalog[f].key]: ref(catalog[f].ref, catalog[f].generator) + std.get(catalog[f], 'suffix', '') for f in files },

@@ -112,10 +112,11 @@ def run_up(root: Path, target: str, *, dags: Path | None = None, port: int | Non
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     try:
-        say(f"{target}: preparing the image stand-in (Airflow {_airflow_version(environment)} in a virtualenv)")
-        airflow = ensure_airflow(root, _airflow_version(environment), IMAGE_EXTRAS)
+        version = _airflow_version(environment)
+        say(f"{target}: preparing the image stand-in (Airflow {version} in a virtualenv)")
+        airflow = ensure_airflow(root, version, IMAGE_EXTRAS)
         repositories = dag_repositories(environment, dags or root / "dags", run)
-        with LocalEnvironment(root, target, run, airflow=airflow, repositories=repositories, say=say) as local:
+        with LocalEnvironment(target, run, airflow=airflow, repositories=repositories, say=say) as local:
             local.up(environment)
             api = next((p for p in local.pods.values() if p.workload["metadata"]["name"] == "airflow-api-server"), None)
             forward = None

@@ -57,13 +57,16 @@ class ContainerRun:
 
 @dataclass
 class PodRun:
-    name: str
     workload: dict
-    sandbox: CompiledPod
     net: network.PodNetwork
+    sandbox: CompiledPod = field(init=False)
     containers: dict[str, ContainerRun] = field(default_factory=dict)
     ready: bool = False
     phase: str = "Pending"
+
+    @property
+    def name(self) -> str:
+        return self.net.pod
 
     @property
     def spec(self) -> dict:
@@ -80,9 +83,9 @@ def _tail(path: Path, chars: int = 3000) -> str:
 class LocalEnvironment:
     """`with LocalEnvironment(...) as env: env.up()`: everything stopped and removed on exit."""
 
-    def __init__(self, root: Path, environment: str, workdir: Path, *, airflow: AirflowEnvironment,
+    def __init__(self, environment: str, workdir: Path, *, airflow: AirflowEnvironment,
                  repositories: Mapping[str, str], say: Callable[[str], None] = print) -> None:
-        self.root, self.environment, self.workdir = root, environment, workdir
+        self.environment, self.workdir = environment, workdir
         self.airflow, self.repositories, self.say = airflow, dict(repositories), say
         self.pods: dict[str, PodRun] = {}
         self._stack = ExitStack()
@@ -122,19 +125,22 @@ class LocalEnvironment:
     def up(self, environment: manifests.EnvironmentManifests, timeout: float = 600) -> None:
         """Brings the pods of `environment` (manifests.load) up, in order; UpError names what failed."""
         workloads = {name: obj for name, obj in environment.objects.items() if obj.get("kind") in WORKLOAD_KINDS}
+        # Every pod's address first: each pod's /etc/hosts names them all.
+        addresses = {name: self.net.add_pod(obj["metadata"]["name"] + ("-0" if obj["kind"] == "StatefulSet" else ""))
+                     for name, obj in workloads.items()}
+        files = {**self._node_files(environment, workloads, addresses), **{p: Path(p) for p in self.repositories.values()}}
         for name, obj in workloads.items():
-            pod_name = obj["metadata"]["name"] + ("-0" if obj["kind"] == "StatefulSet" else "")
-            self.pods[name] = PodRun(pod_name, obj, sandbox=None, net=self.net.add_pod(pod_name))  # type: ignore[arg-type]
-        files = self._node_files(environment)
-        for name, pod in self.pods.items():
-            pod.sandbox = CompiledPod(pod.workload, airflow=self.airflow, workdir=self.workdir / "pods" / pod.name,
-                                      secrets=environment.secrets, config_maps=environment.config_maps,
-                                      files={**files, **{p: Path(p) for p in self.repositories.values()}},
-                                      wrap=self._wrapper(pod), repositories=self.repositories, hostname=pod.name)
-        base = [n for n in self.pods if self._group(n) == "base"]
-        migrations = [n for n in self.pods if self._group(n) == "migrations"]
-        workloads_started = [n for n in self.pods if self._group(n) == "workloads" and self.pods[n].workload["kind"] != "Job"]
-        jobs = [n for n in self.pods if self._group(n) == "workloads" and self.pods[n].workload["kind"] == "Job"]
+            net = addresses[name]
+            pod = PodRun(obj, net)
+            pod.sandbox = CompiledPod(obj, airflow=self.airflow, workdir=self.workdir / "pods" / net.pod,
+                                      secrets=environment.secrets, config_maps=environment.config_maps, files=files,
+                                      wrap=self._wrapper(pod), repositories=self.repositories, hostname=net.pod)
+            self.pods[name] = pod
+        group = environment.groups
+        base = [n for n in self.pods if group[n] == "base"]
+        migrations = [n for n in self.pods if group[n] == "migrations"]
+        workloads_started = [n for n in self.pods if group[n] == "workloads" and self.pods[n].workload["kind"] != "Job"]
+        jobs = [n for n in self.pods if group[n] == "workloads" and self.pods[n].workload["kind"] == "Job"]
         deadline = time.monotonic() + timeout
         for name in base:
             self._start(self.pods[name])
@@ -150,23 +156,18 @@ class LocalEnvironment:
         for name in workloads_started:
             self._wait_ready(self.pods[name], deadline)
 
-    def _group(self, file_name: str) -> str:
-        for group in manifests.GROUPS:
-            if (self.root / "compiled" / self.environment / "manifests" / group / file_name).exists():
-                return group
-        return "workloads"
-
-    def _node_files(self, environment: manifests.EnvironmentManifests) -> dict[str, Path]:
+    def _node_files(self, environment: manifests.EnvironmentManifests, workloads: Mapping[str, dict],
+                    addresses: Mapping[str, network.PodNetwork]) -> dict[str, Path]:
         """/etc/hosts naming every Service (as cluster DNS would resolve it) and the pods; a
         resolv.conf with no reachable nameserver, failing fast."""
         namespace = next((o["metadata"]["name"] for o in environment.objects.values() if o.get("kind") == "Namespace"), "")
-        names: dict[str, list[str]] = {pod.net.ip: [pod.name] for pod in self.pods.values()}
+        names: dict[str, list[str]] = {net.ip: [net.pod] for net in addresses.values()}
         for service in environment.of_kind("Service").values():
             selector = service["spec"].get("selector") or {}
-            for pod in self.pods.values():
-                labels = (pod.workload["spec"].get("template", {}).get("metadata", {}).get("labels") or {})
+            for name, obj in workloads.items():
+                labels = obj["spec"].get("template", {}).get("metadata", {}).get("labels") or {}
                 if selector and all(labels.get(k) == v for k, v in selector.items()):
-                    names[pod.net.ip] += network.service_names(service["metadata"]["name"], namespace)
+                    names[addresses[name].ip] += network.service_names(service["metadata"]["name"], namespace)
                     break
         node = self.workdir / "node"
         node.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,8 @@ class EnvironmentManifests:
     objects: dict[str, dict]
     secrets: dict[str, dict[str, str]]
     config_maps: dict[str, dict[str, str]]
+    # file name -> the directory it is applied from: base, migrations or workloads
+    groups: dict[str, str]
 
     def of_kind(self, kind: str) -> dict[str, dict]:
         return {name: obj for name, obj in self.objects.items() if obj.get("kind") == kind}
@@ -107,4 +109,5 @@ def load(root: Path, environment: str, secrets_file: Path | None = None) -> Envi
                             f"{', '.join(sorted(missing))}; add a `KEY: value` line for each")
     config_maps = {obj["metadata"]["name"]: {k: str(v) for k, v in (obj.get("data") or {}).items()}
                    for obj in objects.values() if obj.get("kind") == "ConfigMap"}
-    return EnvironmentManifests(environment, objects, secrets, config_maps)
+    groups = {name: path.parent.name for name, path in paths.items()}
+    return EnvironmentManifests(environment, objects, secrets, config_maps, groups)
