@@ -6,7 +6,9 @@ Connect provider."""
 from __future__ import annotations
 
 import base64
+import os
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -181,9 +183,11 @@ def test_env_is_the_containers_with_references_resolved(tmp_path):
     assert "MISSING" not in env and env["PATH"] == f"{STAND_IN.path}/bin:/usr/bin:/bin" and env["HOME"] == "/home/airflow"
     assert not {"PYTEST_CURRENT_TEST", "VIRTUAL_ENV"} & set(env), "nothing of the test process leaks in"
 
-    pod_ref = CompiledPod(deployment([{"name": "c", "command": ["true"], "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]),
+    # fieldRef and resourceFieldRef are provided (see the test of field refs); a source Kubernetes
+    # does not know either is refused by name.
+    pod_ref = CompiledPod(deployment([{"name": "c", "command": ["true"], "env": [{"name": "POD", "valueFrom": {"fileKeyRef": {"path": "x"}}}]}]),
                           airflow=STAND_IN, workdir=tmp_path / "field")
-    with pytest.raises(PodSpecError, match="fieldRef"):
+    with pytest.raises(PodSpecError, match="fileKeyRef, which CompiledPod does not provide"):
         pod_ref.argv("c")
     missing = CompiledPod(deployment([{"name": "c", "command": ["true"], "env": [
         {"name": "X", "valueFrom": {"secretKeyRef": {"name": "airflow-secrets", "key": "nope"}}}]}]),
@@ -211,6 +215,34 @@ def test_a_started_container_stops_with_everything_it_forked(pod, tmp_path):
 def test_a_run_that_times_out_is_stopped(pod):
     with pytest.raises(TimeoutError, match="still running after 2 s"):
         pod.run("main", timeout=2, command=["sleep", "600"])
+
+
+def test_a_missing_working_directory_is_made_and_unsearchable_host_directories_are_left_out(tmp_path):
+    # Redis's image has WORKDIR /data; Debian's /etc/redis (2770 redis:redis) cannot be searched by the
+    # container's user, so a mount point made in it (the redis pod's /etc/redis/auth) gets an empty tmpfs.
+    hidden = Path("/etc/airflow-gitops-test-hidden")
+    hidden.mkdir(mode=0o770, exist_ok=True)
+    os.chown(hidden, 65534, 65534)
+    (hidden / "host-only").write_text("not for the container")
+    try:
+        pod = CompiledPod(deployment([{"name": "c", "command": ["sh", "-c", "pwd; ls -A /etc/airflow-gitops-test-hidden"],
+                                       "workingDir": "/data", "volumeMounts": [{"name": "tmp", "mountPath": f"{hidden}/auth"}]}],
+                                     volumes=[{"name": "tmp", "emptyDir": {}}]), airflow=STAND_IN, workdir=tmp_path)
+        assert run_ok(pod, "c").split() == ["/data", "auth"]
+    finally:
+        shutil.rmtree(hidden)
+
+
+def test_env_field_refs_are_the_pods_and_an_unknown_one_fails_clearly(tmp_path):
+    env = [{"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+           {"name": "MEMORY_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}]
+    spec = {"name": "c", "command": ["true"], "env": env, "resources": {"limits": {"memory": "512Mi"}}}
+    pod = CompiledPod(deployment([spec]), airflow=STAND_IN, workdir=tmp_path, hostname="demo-0", fields={"status.podIP": "10.1.2.3"})
+    assert {k: pod.env("c")[k] for k in ("ME", "IP", "MEMORY_MI")} == {"ME": "demo-0", "IP": "10.1.2.3", "MEMORY_MI": "512"}
+    unknown = {**spec, "env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}]}
+    with pytest.raises(PodSpecError, match=r"fieldRef metadata.labels\['app'\], which CompiledPod does not provide"):
+        CompiledPod(deployment([unknown]), airflow=STAND_IN, workdir=tmp_path).env("c")
 
 
 def test_volumes_it_cannot_provide_fail_clearly(tmp_path):

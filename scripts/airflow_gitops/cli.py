@@ -130,13 +130,16 @@ def _up(args: argparse.Namespace) -> int:
     from .up.command import run_up
 
     run_up(find_root(), args.target, dags=Path(args.dags) if args.dags else None, port=args.port,
-           secrets_file=Path(args.secrets_file) if args.secrets_file else None, keep=args.keep)
+           secrets_file=Path(args.secrets_file) if args.secrets_file else None, keep=args.keep,
+           run_cronjobs=args.run_cronjobs)
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    from .up.command import print_down
+    from .up.command import print_delete_pod, print_down
 
+    if args.pod:
+        return print_delete_pod(find_root(), args.target, args.pod)
     return print_down(find_root(), args.target)
 
 
@@ -196,10 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="127.0.0.1 port forwarded to the api-server (default 8080; 0: any free one)")
     p.add_argument("--secrets-file", help="YAML of store key: value (an External Secrets environment) and secrets: {name: {key: value}}")
     p.add_argument("--keep", action="store_true", help="keep the pods' volumes and logs under .cache/up/<target>/run")
+    p.add_argument("--run-cronjobs", action="store_true",
+                   help="once up, run every CronJob once (those needing the Kubernetes API are skipped, with the reason)")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="stop what `up` runs for an environment, and remove what a crashed one left")
     p.add_argument("--target", required=True)
+    p.add_argument("--pod", help="delete only this pod, as `kubectl delete pod` would (its controller replaces it)")
     p.set_defaults(func=_down)
 
     p = sub.add_parser("config-options", help="record the airflow.cfg options an Airflow version knows (for the compile-time check)")

@@ -1,8 +1,10 @@
 """`airflow-gitops up --target ENV` and `airflow-gitops down --target ENV`: the CLI's side of kubelet.py.
 
 `up` stays in the foreground: it brings the environment up, prints the pods' status, forwards
-127.0.0.1:<port> to the api-server, and on Ctrl-C, SIGTERM or `down` stops every container and
-removes the network, the cgroups and (without --keep) its working directory.
+127.0.0.1:<port> to the api-server, runs every CronJob once with --run-cronjobs, and on Ctrl-C,
+SIGTERM or `down` stops every pod (each within its grace period) and removes the network, the
+cgroups and (without --keep) its working directory. `down --pod NAME` deletes one pod of a running
+`up` (a request file under .cache/up/<target>/requests, which `up` polls), as `kubectl delete pod`.
 """
 
 from __future__ import annotations
@@ -92,9 +94,25 @@ def _airflow_version(environment: manifests.EnvironmentManifests) -> str:
     raise UpError(f"{environment.environment}: no object says its Airflow version (label app.kubernetes.io/version)")
 
 
+def _serve_requests(root: Path, target: str, local: LocalEnvironment) -> None:
+    """Answers the pod deletions `down --pod` asked for (request file <pod>.delete, answer <pod>.done)."""
+    requests = kubelet.requests_dir(root, target)
+    for request in sorted(requests.glob("*.delete")) if requests.is_dir() else []:
+        pod = request.read_text().strip()
+        request.unlink(missing_ok=True)
+        try:
+            answer = local.delete_pod(pod)
+            say_status = local.status()
+        except UpError as error:
+            answer, say_status = f"error: {error}", ""
+        if say_status:
+            local.say(say_status)
+        (requests / f"{pod}.done").write_text(answer)
+
+
 def run_up(root: Path, target: str, *, dags: Path | None = None, port: int | None = 8080,
            secrets_file: Path | None = None, keep: bool = False, say: Callable[[str], None] = print,
-           stop: threading.Event | None = None) -> None:
+           stop: threading.Event | None = None, run_cronjobs: bool = False) -> None:
     """Brings `target` up and keeps it up until `stop` is set (or SIGINT/SIGTERM), then tears it down."""
     stop = stop or threading.Event()
     if os.geteuid() != 0:
@@ -104,7 +122,9 @@ def run_up(root: Path, target: str, *, dags: Path | None = None, port: int | Non
     environment.secrets.update(git_sync_credentials(environment))
     workdir = root / ".cache" / "up" / target
     run = workdir / "run"
+    kubelet.unmount_under(run)  # a crashed run's Memory emptyDirs
     shutil.rmtree(run, ignore_errors=True)
+    shutil.rmtree(kubelet.requests_dir(root, target), ignore_errors=True)
     run.mkdir(parents=True)
     pid = kubelet.pid_file(root, target)
     pid.write_text(str(os.getpid()))
@@ -126,9 +146,13 @@ def run_up(root: Path, target: str, *, dags: Path | None = None, port: int | Non
                 forward.__enter__()
                 say(f"{target}: the api-server answers at http://127.0.0.1:{forward.port}")
             try:
+                if run_cronjobs:
+                    for result in local.run_cronjobs():
+                        say(f"{target}: CronJob {result.name}: {result.outcome}: {result.detail.splitlines()[0] if result.detail else ''}")
                 say(local.status())
                 say(f"{target}: up; Ctrl-C or `airflow-gitops down --target {target}` stops it")
-                stop.wait()
+                while not stop.wait(1):
+                    _serve_requests(root, target, local)
                 say(local.status())
             finally:
                 if forward is not None:
@@ -138,6 +162,11 @@ def run_up(root: Path, target: str, *, dags: Path | None = None, port: int | Non
         if not keep:
             shutil.rmtree(run, ignore_errors=True)
         say(f"{target}: stopped; nothing left running")
+
+
+def print_delete_pod(root: Path, target: str, pod: str) -> int:
+    print(kubelet.request_pod_deletion(root, target, pod))
+    return 0
 
 
 def print_down(root: Path, target: str) -> int:

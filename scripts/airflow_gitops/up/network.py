@@ -305,21 +305,26 @@ class EnvironmentNetwork:
                 return address
         raise NetworkError(f"no address left in {subnet} for another pod of {self.environment}")
 
-    def add_pod(self, pod_name: str) -> PodNetwork:
-        """A namespace for the pod with `lo` up and `eth0` on the bridge, holding the next free address."""
+    def add_pod(self, pod_name: str, address: str | None = None) -> PodNetwork:
+        """A namespace for the pod with `lo` up and `eth0` on the bridge, holding `address` (a
+        replacement pod keeping its predecessor's, so that /etc/hosts stays right) or the next free one."""
         if pod_name in self.pods:
             raise NetworkError(f"pod {pod_name} of {self.environment} has a network already")
         namespace = pod_namespace(self.environment, pod_name)
         subnet = self._subnet()
-        address = self._free_address()
+        if address is not None:
+            wanted = ipaddress.IPv4Address(address)
+            if wanted not in subnet or wanted == subnet[1] or any(p.ip == address for p in self.pods.values()):
+                raise NetworkError(f"address {address} is not free in {subnet} for pod {pod_name} of {self.environment}")
+        chosen = ipaddress.IPv4Address(address) if address is not None else self._free_address()
         self._next_port += 1
         port = f"p{self._next_port}"
-        pod = PodNetwork(pod_name, namespace, str(address), self.gateway, subnet.prefixlen, port)
+        pod = PodNetwork(pod_name, namespace, str(chosen), self.gateway, subnet.prefixlen, port)
         try:
             _ip("netns", "add", namespace)
             _ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace, namespace=self.namespace)
             _ip("link", "set", port, "master", BRIDGE, "up", namespace=self.namespace)
-            _ip("addr", "add", f"{address}/{subnet.prefixlen}", "dev", "eth0", namespace=namespace)
+            _ip("addr", "add", f"{chosen}/{subnet.prefixlen}", "dev", "eth0", namespace=namespace)
             _ip("link", "set", "eth0", "up", namespace=namespace)
             _ip("link", "set", "lo", "up", namespace=namespace)
             _ip("route", "add", "default", "via", pod.gateway, namespace=namespace)

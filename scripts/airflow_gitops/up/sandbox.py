@@ -30,14 +30,23 @@ What the pod gets, as the kubelet would give it:
 - the host's network (servers on 127.0.0.1 are reachable; the container's ports are the host's),
   its own PID and IPC namespaces, `--die-with-parent`. Stopping the bwrap process group
   (processes.stop_groups) stops everything in the container, whatever session it moved to: bwrap
-  dies of the SIGTERM, and the namespace's init with it, which kills the rest. That is abrupt:
-  the container gets no graceful shutdown.
+  dies of the SIGTERM, and the namespace's init with it, which kills the rest. That is abrupt;
+  `terminate` is the graceful stop the kubelet does: SIGTERM to the container's main process as
+  the runtime delivers it (through the image's dumb-init for `args`-only Airflow containers: to
+  the main process's whole group, or to the main process alone with DUMB_INIT_SETSID=0), up to
+  the grace period for the main process to exit, then SIGKILL to everything left.
+- env fieldRef (metadata.name, metadata.namespace, status.podIP, spec.nodeName,
+  spec.serviceAccountName, status.hostIP) from `fields`, resourceFieldRef from the container's
+  resources.
+- persistentVolumeClaim volumes under `claims` (when given) by claim name, shared by every pod
+  mounting the claim and outliving the pod; a StatefulSet's volumeClaimTemplates as the claim
+  `<template>-<pod>`, as the StatefulSet controller names it.
+- securityContext capabilities: every one dropped, then those under `add` added back.
 
 `replace` substitutes text (cluster addresses -> local ones) in env values, command, args and the
 files of configMap and secret volumes: only what a cluster would provide differs from the manifest.
 
-Not modelled (documented, not silently emulated): resource limits, probes, capabilities beyond
-dropping them all, fsGroup/supplementalGroups (one uid and one gid are mapped, see below), the
+Not modelled here (kubelet.py applies limits, probes and Memory emptyDirs): fsGroup/supplementalGroups (one uid and one gid are mapped, see below), the
 entrypoint's `airflow db check` wait (CONNECTION_CHECK_MAX_COUNT; the compiled manifests set 0), a
 root filesystem that is writable (readOnlyRootFilesystem false is treated as true), Services (use
 `replace`), hostname (the host's).
@@ -58,17 +67,21 @@ volumes as uid 50000 this way; nothing here needs running as root inside.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..airflow_env import AirflowEnvironment
-from ..processes import start_group, stop_groups
+from ..processes import group_members, start_group, stop_groups
+from .limits import parse_cpu, parse_memory
 from .standins import STANDIN_KINDS, ImageDefaults, image_defaults, image_kind, standin_command
 
 Data = Mapping[str, Mapping[str, str | bytes]]  # name -> key -> value (a Secret's stringData, a ConfigMap's data)
@@ -176,7 +189,8 @@ class CompiledPod:
                  secrets: Data | None = None, config_maps: Data | None = None,
                  replace: Mapping[str, str] | None = None, files: Mapping[str, Path] | None = None,
                  wrap: Callable[[str, list[str]], list[str]] | None = None,
-                 repositories: Mapping[str, str] | None = None, hostname: str | None = None) -> None:
+                 repositories: Mapping[str, str] | None = None, hostname: str | None = None,
+                 fields: Mapping[str, str] | None = None, claims: Path | None = None) -> None:
         self.spec = pod_spec_of(workload)
         self.name = (workload.get("metadata") or {}).get("name", "pod")
         self.airflow = airflow
@@ -192,9 +206,17 @@ class CompiledPod:
         self.repositories = dict(repositories or {})
         # The pod's hostname (its name, as the kubelet sets it; /etc/hosts resolves it to its address).
         self.hostname = hostname
+        # The pod's own facts for env fieldRef (the downward API): its name, namespace, address...
+        metadata = workload.get("metadata") or {}
+        self.fields = {"metadata.name": hostname or self.name, "metadata.namespace": metadata.get("namespace", "default"),
+                       "spec.serviceAccountName": self.spec.get("serviceAccountName", "default"),
+                       "spec.nodeName": socket.gethostname(), **(fields or {})}
+        # Where claims live (None: in the pod's own directory, as a volume of its own).
+        self.claims = Path(claims).resolve() if claims is not None else None
         self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
         for name in _claim_templates(workload):
-            self.volumes.setdefault(name, {"name": name, "persistentVolumeClaim": {"claimName": name}})
+            # The StatefulSet controller names a pod's claim <template>-<pod>.
+            self.volumes.setdefault(name, {"name": name, "persistentVolumeClaim": {"claimName": f"{name}-{hostname or self.name}"}})
         self.bwrap = shutil.which("bwrap")
         if not self.bwrap:
             raise RuntimeError("bwrap is not installed: install the Debian package bubblewrap "
@@ -272,12 +294,35 @@ class CompiledPod:
                 value = self._lookup("Secret", self.secrets, source["secretKeyRef"])
             elif "configMapKeyRef" in source:
                 value = self._lookup("ConfigMap", self.config_maps, source["configMapKeyRef"])
+            elif "fieldRef" in source:
+                path = source["fieldRef"]["fieldPath"]
+                if path not in self.fields:
+                    raise PodSpecError(f"{spec['name']}: env {name} comes from fieldRef {path}, which CompiledPod does "
+                                       f"not provide (it provides {', '.join(sorted(self.fields))})")
+                value = self.fields[path]
+            elif "resourceFieldRef" in source:
+                value = self._resource_field(spec, source["resourceFieldRef"])
             else:
-                raise PodSpecError(f"{spec['name']}: env {name} comes from {', '.join(source)}, "
-                                   "which CompiledPod does not provide (only secretKeyRef and configMapKeyRef)")
+                raise PodSpecError(f"{spec['name']}: env {name} comes from {', '.join(source)}, which CompiledPod does not "
+                                   "provide (only secretKeyRef, configMapKeyRef, fieldRef and resourceFieldRef)")
             if value is not None:
                 built[name] = substitute(value.decode() if isinstance(value, bytes) else value, self.replace)
         return built
+
+    def _resource_field(self, spec: Mapping, ref: Mapping) -> str:
+        """A resourceFieldRef's value as the kubelet computes it: the container's (or the named
+        container's) request or limit divided by the divisor, rounded up; an unset limit is the
+        node's capacity (this machine's CPUs and memory)."""
+        container = self.container(ref["containerName"]) if ref.get("containerName") else spec
+        section, _, resource = ref["resource"].partition(".")
+        value = ((container.get("resources") or {}).get(section) or {}).get(resource)
+        if resource == "cpu":
+            millis = parse_cpu(value) if value is not None else (os.cpu_count() or 1) * 1000
+            return str(math.ceil(millis / parse_cpu(ref.get("divisor", "1"))))
+        if resource in ("memory", "ephemeral-storage"):
+            size = parse_memory(value) if value is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            return str(math.ceil(size / parse_memory(ref.get("divisor", "1"))))
+        raise PodSpecError(f"{spec['name']}: resourceFieldRef {ref['resource']} is not a resource CompiledPod knows")
 
     def _lookup(self, kind: str, data: Data, ref: Mapping) -> str | bytes | None:
         """ref's key of the named Secret or ConfigMap; None when missing and optional."""
@@ -299,6 +344,8 @@ class CompiledPod:
         if volume is None:
             raise PodSpecError(f"{self.name} has no volume {name!r} (it has {', '.join(self.volumes) or 'none'})")
         path = self.workdir / "volumes" / name
+        if "persistentVolumeClaim" in volume and self.claims is not None:
+            path = self.claims / volume["persistentVolumeClaim"]["claimName"]
         if name in self._written:
             return path
         kinds = [k for k in volume if k != "name"]
@@ -381,19 +428,29 @@ class CompiledPod:
         mounts = self.mounts(container)
         argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
                 "--unshare-ipc", "--cap-drop", "ALL"]
+        # Added back what securityContext.capabilities.add names (the runtime's default set is
+        # dropped either way: every manifest here drops ALL).
+        for capability in ((spec.get("securityContext") or {}).get("capabilities") or {}).get("add", []):
+            argv += ["--cap-add", capability if capability.startswith("CAP_") else f"CAP_{capability}"]
         if self.hostname:
             argv += ["--unshare-uts", "--hostname", self.hostname]
-        argv += self._filesystem(mounts)
         standin = self.standin(container)
-        argv += ["--chdir", spec.get("workingDir", standin.workdir if standin else IMAGE_WORKDIR), "--clearenv"]
+        workdir = spec.get("workingDir", standin.workdir if standin else IMAGE_WORKDIR)
+        argv += self._filesystem(mounts, workdir)
+        argv += ["--chdir", workdir, "--clearenv"]
         for name, value in self.env(container).items():
             argv += ["--setenv", name, value]
         return [*argv, "--", *(command if command is not None else self.command(container)[0])]
 
-    def _filesystem(self, mounts: list[Mount]) -> list[str]:
+    def _filesystem(self, mounts: list[Mount], workdir: str = IMAGE_WORKDIR) -> list[str]:
         """The container's filesystem: the host read-only, the image's own directories over /opt and
-        /home, the image's /etc/passwd, the volumes, and every tmpfs made read-only at the end."""
-        targets = [*(m.target for m in mounts), *self._image_files(), *self.files]
+        /home, the image's /etc/passwd, the volumes, the working directory (the runtime makes a
+        missing one, as the image's WORKDIR: redis's /data), and every tmpfs made read-only at the end."""
+        workdir = _through_symlinks(workdir)
+        covered = any(PurePosixPath(m.target) == PurePosixPath(workdir) or PurePosixPath(m.target) in PurePosixPath(workdir).parents
+                      for m in mounts)
+        make_workdir = not covered and not Path(workdir).exists() and self._shadow_for(workdir) != ""
+        targets = [*(m.target for m in mounts), *self._image_files(), *self.files, *([workdir] if make_workdir else [])]
         shadowed = sorted({*IMAGE_OWNED, *(self._shadow_for(t) for t in targets)} - {""},
                           key=lambda p: len(PurePosixPath(p).parts))
         # A mount point at the top (the postgres pod's /scripts) needs a root of its own: a tmpfs
@@ -401,13 +458,15 @@ class CompiledPod:
         args = [] if "/" in shadowed else ["--ro-bind", "/", "/"]
         for directory in shadowed:
             args += ["--tmpfs", directory]
-            for entry in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
+            # A directory the container's user cannot search (Debian's /etc/redis, 2770 redis:redis)
+            # has nothing it could reach: only the mount points made in it.
+            for entry in sorted(Path(directory).iterdir()) if Path(directory).is_dir() and _searchable(directory) else []:
                 path = str(entry)
                 if path in shadowed or path in ("/dev", "/proc") or any(path == d or d.startswith(path + "/") for d in IMAGE_DIRS):
                     continue  # made below, or the image's own
                 args += ["--symlink", os.readlink(entry), path] if entry.is_symlink() else ["--ro-bind", path, path]
         args += ["--dev", "/dev", "--proc", "/proc"]
-        for directory in IMAGE_DIRS:
+        for directory in [*IMAGE_DIRS, *([workdir] if make_workdir else [])]:
             args += ["--dir", directory]
         args += ["--ro-bind", str(self._passwd()), "/etc/passwd"]
         for target, source in sorted(self._image_files().items()):
@@ -501,3 +560,94 @@ class CompiledPod:
         with open(log_path, "w") as log:
             return start_group(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                umask=self._umask(container, command))
+
+    def signal_targets(self, container: str, process: subprocess.Popen) -> list[int]:
+        """Host pids that get the SIGTERM the runtime sends the container's PID 1. That PID 1 is
+        dumb-init for an `args`-only Airflow container (the image's ENTRYPOINT): it passes the
+        signal on to its child's whole process group, or, with DUMB_INIT_SETSID=0, to its child
+        alone (Celery's main process, which then stops taking tasks and lets the running ones end).
+        Otherwise PID 1 is the command itself. Here the command runs below bwrap's init, so its
+        main process is the oldest child of that init."""
+        main = _main_process(process.pid)
+        if main is None:
+            return []
+        through_dumb_init = self.standin(container) is None and self.command(container)[1]
+        if not through_dumb_init or self.env(container).get("DUMB_INIT_SETSID") == "0":
+            return [main]
+        group = _stat(main)[2] if _stat(main) else main
+        return [pid for pid in [main, *_descendants(main)] if (_stat(pid) or (0, 0, -1))[2] == group]
+
+    def terminate(self, container: str, process: subprocess.Popen, grace_seconds: float) -> tuple[float, bool]:
+        """Stops a started container as the kubelet does: SIGTERM (the image's STOPSIGNAL: SIGINT
+        for postgres) as the runtime delivers it (see
+        signal_targets), up to `grace_seconds` for its main process to exit, then SIGKILL to
+        everything left. (seconds it took, whether SIGKILL was needed)."""
+        began = time.monotonic()
+        main = _main_process(process.pid)
+        standin = self.standin(container)
+        stop_signal = standin.stop_signal if standin else signal.SIGTERM  # the image's STOPSIGNAL
+        for pid in self.signal_targets(container, process):
+            try:
+                os.kill(pid, stop_signal)
+            except ProcessLookupError:
+                pass
+        deadline = began + max(0.0, grace_seconds)
+        # The container ends with its main process (PID 1 in a cluster): wait for that one.
+        while process.poll() is None and main is not None and _stat(main) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        killed = process.poll() is None and main is not None and _stat(main) is not None
+        if process.poll() is None or group_members(process.pid):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            stop_groups([process], timeout=10)
+        return time.monotonic() - began, killed
+
+
+def _searchable(directory: str) -> bool:
+    """Whether the sandbox's user may search `directory` of this machine: bwrap maps it to the
+    uid and gid running it (the owner's and group's bits apply to their files), anyone else's
+    files are nobody's (the other bits apply)."""
+    st = os.stat(directory)
+    if st.st_uid == os.getuid():
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == os.getgid():
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def _stat(pid: int) -> tuple[int, int, int, int] | None:
+    """(ppid, start time, process group, state is running) of a live process; None when gone or a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[19]), int(fields[2]), 1
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None and stat[0] == pid:
+            found.append(int(entry))
+    return sorted(found, key=lambda p: (_stat(p) or (0, 0))[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        for child in _children(stack.pop()):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _main_process(leader: int) -> int | None:
+    """The container's main process below a started bwrap (`leader`, the wrappers having exec'd
+    into it): bwrap's only child is the PID namespace's init, whose oldest child is the command."""
+    init = next(iter(_children(leader)), None)
+    return next(iter(_children(init)), None) if init is not None else None
