@@ -158,7 +158,7 @@ def test_migration_job_is_renamed_by_a_new_image_or_job_spec_and_nothing_else(sc
     from conftest import compile_in, load_manifests
     before = [n for n in manifests("prod") if n.startswith("job-")]
     target = scratch_repo / "inventory" / "targets" / "prod.yml"
-    target.write_text(target.read_text() + "    scheduler:\n      replicas: 3\n    config:\n      core:\n        parallelism: 64\n")
+    target.write_text(target.read_text() + "    scheduler:\n      replicas: 3\n    config:\n      core:\n        parallelism: 12\n")
     assert compile_in(scratch_repo, "-t", "prod").returncode == 0
     assert [n for n in load_manifests(scratch_repo / "compiled", "prod") if n.startswith("job-")] == before
     target.write_text(target.read_text() + "    image:\n      tag: 3.3.2-python3.12\n")
@@ -229,11 +229,11 @@ def test_pvc_dag_mode_mounts_a_read_only_claim(scratch_repo):
 def test_any_config_key_set_in_the_inventory_lands_in_airflow_cfg(scratch_repo):
     from conftest import compile_in, load_manifests
     target = scratch_repo / "inventory" / "targets" / "dev.yml"
-    target.write_text(target.read_text() + "    config:\n      smtp:\n        smtp_host: mail.example.com\n      core:\n        parallelism: 64\n")
+    target.write_text(target.read_text() + "    config:\n      smtp:\n        smtp_host: mail.example.com\n      core:\n        parallelism: 12\n")
     assert compile_in(scratch_repo, "-t", "dev").returncode == 0
     cfg = load_manifests(scratch_repo / "compiled", "dev")["configmap-airflow-config.yaml"]["data"]["airflow.cfg"]
     assert "[smtp]\nsmtp_host = mail.example.com\n" in cfg
-    assert "parallelism = 64\n" in cfg
+    assert "parallelism = 12\n" in cfg
 
 
 def test_api_server_service_becomes_a_load_balancer_with_one_value(scratch_repo):

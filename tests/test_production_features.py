@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO, compile_in, copy_repo, kapitan, load_manifests, manifest_reader, validate_object
-from test_dev_stack_runs import create_database, postgres, psql  # noqa: F401  (postgres: a throwaway PostgreSQL 15)
+from local_postgres import create_database, postgres, psql  # noqa: F401  (postgres: a throwaway PostgreSQL 15)
 
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
 

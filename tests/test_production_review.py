@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ENVIRONMENTS, compile_in, load_manifests
-from test_dev_stack_runs import PG_BIN, throwaway_postgres
+from local_postgres import PG_BIN, throwaway_postgres
 
 
 def append_to_target(root: Path, env: str, text: str) -> None:

@@ -25,13 +25,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airflow_api import http
 from airflow_gitops.airflow_env import AirflowEnvironment, ensure_airflow
 from airflow_gitops.up import manifests
 from airflow_gitops.up.kubelet import IMAGE_EXTRAS
 from airflow_gitops.up.sandbox import CompiledPod
 from conftest import REPO, compile_in, copy_repo, free_port, kapitan, stop_groups
 from identity_providers import LdapDirectory, LdapUser, OidcProvider, oidc_provider, openldap
-from test_dev_stack_runs import create_database, http, psql, throwaway_postgres
+from local_postgres import create_database, psql, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,8 @@
 """`airflow-gitops up --target dev` runs the committed compiled/dev as the kubelet would (each pod
-its own address, each container its sandbox and cgroup), a DAG from dags/ runs to success through
-the forwarded api-server, and `airflow-gitops down` leaves nothing behind."""
+its own address, each container its sandbox and cgroup): a DAG from dags/ runs to success through
+the forwarded api-server, then a mapped DAG fans out to the environment's own concurrency limits
+without an OOM kill, a restart or a failed try, within the memory the compile-time sizing rule
+allows (kapitan/lib/inventory-sizing.libsonnet); `airflow-gitops down` leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from airflow_gitops.up import manifests
+from airflow_gitops.up import limits, manifests
 from conftest import REPO, start_group, stop_groups
-from test_dev_stack_runs import http
+from airflow_api import http
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
@@ -25,6 +28,36 @@ def leftovers() -> list[str]:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     cgroups = [str(p) for p in Path("/sys/fs/cgroup").rglob("airflow-gitops-dev")] if Path("/sys/fs/cgroup").exists() else []
     return [line for line in (namespaces + links).splitlines() if "agw-" in line] + cgroups
+
+
+def mebibytes(quantity: str) -> int:
+    return limits.parse_memory(quantity) // 2**20
+
+
+def scheduler_memory_peak() -> int:
+    """The LocalExecutor scheduler container's peak memory so far, in MiB, from its cgroup."""
+    for parent in limits.environment_directories("dev"):
+        for directory in parent.glob("airflow-scheduler*_scheduler"):
+            for name in ("memory.peak", "memory.max_usage_in_bytes"):
+                if (directory / name).exists():
+                    return int((directory / name).read_text()) // 2**20
+    raise AssertionError("no memory cgroup for the scheduler container")
+
+
+def run_to_the_end(base: str, token: str, dag: str, conf: dict, timeout: float) -> tuple[str, int, list[dict]]:
+    """Triggers `dag` and waits for its run: its final state, the most task instances seen running
+    at once, and the task instances at the end."""
+    assert http("PATCH", base + f"/api/v2/dags/{dag}", {"is_paused": False}, token)[0] == 200
+    status, run = http("POST", base + f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": conf}, token)
+    assert status == 200, run
+    runs = base + f"/api/v2/dags/{dag}/dagRuns/{run['dag_run_id']}"
+    deadline, most = time.monotonic() + timeout, 0
+    while (state := http("GET", runs, token=token)[1].get("state")) not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"{dag} did not finish in {timeout} s"
+        instances = http("GET", runs + "/taskInstances?limit=500", token=token)[1].get("task_instances", [])
+        most = max(most, sum(1 for ti in instances if ti["state"] == "running"))
+        time.sleep(1)
+    return state, most, http("GET", runs + "/taskInstances?limit=500", token=token)[1]["task_instances"]
 
 
 def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
@@ -47,7 +80,11 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
         assert len({ip for _, ip, _ in addresses}) == len(addresses)
         assert "OOMKilled" not in table and "restart" not in text
 
+        status, health = http("GET", base + "/api/v2/monitor/health")
+        assert status == 200 and all(health[part]["status"] == "healthy" for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")), health
+        # The admin logs in with the generated password, and with no other.
         admin = manifests.load(REPO, "dev").secrets["airflow-admin-passwords"]["admin-password"]
+        assert http("POST", base + "/auth/token", {"username": "admin", "password": "not-the-password"})[0] == 401
         status, body = http("POST", base + "/auth/token", {"username": "admin", "password": admin})
         assert status == 201
         token = body["access_token"]
@@ -55,20 +92,34 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
         while http("GET", base + "/api/v2/dags/example_etl", token=token)[0] != 200:
             assert time.monotonic() < deadline, "example_etl was not parsed from the git-sync'd DAGs"
             time.sleep(2)
-        assert http("PATCH", base + "/api/v2/dags/example_etl", {"is_paused": False}, token)[0] == 200
-        status, run = http("POST", base + "/api/v2/dags/example_etl/dagRuns", {"logical_date": None}, token)
-        assert status == 200
-        deadline = time.monotonic() + 300
-        while (state := http("GET", base + f"/api/v2/dags/example_etl/dagRuns/{run['dag_run_id']}", token=token)[1].get("state")) not in ("success", "failed"):
-            assert time.monotonic() < deadline, "the DAG run did not finish in 300 s"
-            time.sleep(2)
+        state, _, _ = run_to_the_end(base, token, "example_etl", {}, 300)
         assert state == "success"
+
+        # A fan-out of twice the environment's task slots: the LocalExecutor runs them all in the
+        # scheduler's pod, as many at once as [core] parallelism and max_active_tasks_per_dag allow.
+        cfg = manifests.load(REPO, "dev").config_maps["airflow-config"]["airflow.cfg"]
+        slots = min(int(re.search(r"^parallelism = (\d+)", cfg, re.M).group(1)),
+                    int(re.search(r"^max_active_tasks_per_dag = (\d+)", cfg, re.M).group(1)))
+        before = scheduler_memory_peak()
+        state, most, tries = run_to_the_end(base, token, "example_fan_out", {"partitions": 2 * slots, "seconds_per_partition": 20}, 600)
+        assert state == "success"
+        assert most == slots, f"{most} tasks ran at once, not the environment's {slots}"
+        assert all(ti["try_number"] == 1 for ti in tries), [(ti["task_id"], ti["map_index"], ti["try_number"]) for ti in tries]
+        # Within what the sizing rule budgets: the scheduler's own memory + a task's for each slot.
+        sizing = yaml.safe_load((REPO / "inventory/classes/airflow/defaults.yml").read_text())["parameters"]["airflow"]["sizing"]
+        peak = scheduler_memory_peak()
+        budget = mebibytes(sizing["scheduler_memory"]) + slots * mebibytes(sizing["task_memory"])
+        print(f"scheduler memory: {before}Mi before, {peak}Mi at {slots} tasks: {(peak - before) / slots:.0f}Mi a task; budget {budget}Mi")
+        assert peak <= budget, f"the scheduler peaked at {peak}Mi with {slots} tasks, over the sizing rule's {budget}Mi"
 
         down = subprocess.run([CLI, "down", "--target", "dev"], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert down.returncode == 0 and "dev: stopped" in down.stdout, down.stdout + down.stderr
         assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
-        assert "dev: stopped; nothing left running" in log.read_text()
-        assert "Read-only file system" not in log.read_text()
+        text = log.read_text()
+        assert "dev: stopped; nothing left running" in text
+        # The final status table: no container was OOM-killed or restarted in the whole run.
+        assert "OOMKilled" not in text and "restart" not in text, text[-3000:]
+        assert "Read-only file system" not in text and "WRITE TO THE READ-ONLY ROOT" not in text
     finally:
         stop_groups([up], timeout=60)
         subprocess.run([CLI, "down", "--target", "dev"], cwd=REPO, capture_output=True, timeout=120)

@@ -1,6 +1,7 @@
 """The CeleryExecutor through `airflow-gitops up`: a target as a user writes it (the dev classes
-with airflow.executor.celery, the bundled Redis broker, task logs on a claim), compiled in a copy
-of the repository, brought up as the kubelet would run it; a DAG from dags/ runs to success on
+with airflow.executor.celery, the bundled Redis broker, task logs on a claim, and its secrets from
+an External Secrets store, whose values `up` takes from a local file), compiled in a copy of the
+repository, brought up as the kubelet would run it; a DAG from dags/ runs to success on
 the real Celery worker, a worker deleted mid-task (SIGTERM to Celery's main process only,
 DUMB_INIT_SETSID=0) lets its running task finish within the grace period, and the housekeeping
 CronJob runs once. One `up` for the module."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -19,10 +21,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
+from airflow_api import http
 from airflow_gitops.up import manifests
 from conftest import REPO, compile_in, copy_repo, descendants, start_group, stop_groups
-from test_dev_stack_runs import http
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
@@ -31,7 +34,7 @@ GRACE_SECONDS = 180
 # Workers: 4 task slots in 2Gi; the worker's CPU is 1 core of this machine's 2.
 TARGET_INVENTORY = {
     "classes": ["common", "airflow.defaults", "airflow.executor.celery", "airflow.dags.git-sync",
-                "airflow.database.bundled", "airflow.logs.pvc", "airflow.auth.simple", "dag-repository",
+                "airflow.database.bundled", "airflow.logs.pvc", "airflow.auth.simple", "secrets.external-secrets", "dag-repository",
                 "gitops-repository", "profiles.dev"],
     "parameters": {"airflow": {
         "dags": {"git_sync": {"ref": "main"}},
@@ -93,6 +96,19 @@ def run_cli(root: Path, *args: str, timeout: float = 600) -> subprocess.Complete
                           env={**os.environ, "AIRFLOW_GITOPS_CACHE": str(REPO / ".cache")})
 
 
+def store_values(root: Path) -> dict[str, str]:
+    """What a user puts in the External Secrets store for this environment, here in the local file
+    `up --secrets-file` reads: a value for every store key its ExternalSecrets name (a Fernet key
+    where Airflow expects one)."""
+    values = {}
+    for path in sorted((root / "compiled" / TARGET / "manifests").rglob("externalsecret-*.yaml")):
+        for item in yaml.safe_load(path.read_text())["spec"].get("data", []):
+            key = item["remoteRef"]["key"]
+            values[key] = Fernet.generate_key().decode() if key.endswith("fernet-key") else secrets.token_urlsafe(32)
+    assert len(values) >= 6, values  # admin, API and JWT keys, Fernet key, PostgreSQL's and Redis's passwords
+    return values
+
+
 # The worker is replaced while the module runs, so the per-test guard against leftover processes is
 # replaced by one around the module: whatever it started is gone when it ends.
 @pytest.fixture
@@ -110,9 +126,12 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     for _ in range(2):  # the first compile writes the generated refs, the second reads their digests
         result = compile_in(root, "-t", TARGET)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    secrets_file = root / "store-values.yml"
+    secrets_file.write_text(yaml.safe_dump(store_values(root)))
     log = root / "up.log"
     with open(log, "w") as out:
-        process = start_group([CLI, "up", "--target", TARGET, "--port", "0", "--run-cronjobs"], cwd=root, stdout=out,
+        process = start_group([CLI, "up", "--target", TARGET, "--port", "0", "--run-cronjobs", "--secrets-file", str(secrets_file)],
+                              cwd=root, stdout=out,
                               stderr=subprocess.STDOUT, env={**os.environ, "AIRFLOW_GITOPS_CACHE": str(REPO / ".cache")})
     try:
         deadline = time.monotonic() + 900
@@ -121,7 +140,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
             assert time.monotonic() < deadline, f"{TARGET} was not up in 900 s:\n{log.read_text()[-5000:]}"
             time.sleep(2)
         base = re.search(r"the api-server answers at (http://127\.0\.0\.1:\d+)", log.read_text()).group(1)
-        admin = manifests.load(root, TARGET).secrets["airflow-admin-passwords"]["admin-password"]
+        admin = manifests.load(root, TARGET, secrets_file).secrets["airflow-admin-passwords"]["admin-password"]
         status, body = http("POST", base + "/auth/token", {"username": "admin", "password": admin})
         assert status == 201, status
         yield Up(root, process, log, base, body["access_token"])

@@ -38,3 +38,19 @@ def test_an_external_secrets_environment_takes_its_values_from_a_local_file(tmp_
 def test_an_environment_that_was_never_compiled_is_named():
     with pytest.raises(manifests.ManifestError, match="compiled/qa/manifests does not exist: compile first"):
         manifests.load(REPO, "qa")
+
+
+def test_up_names_every_missing_program_and_its_package_before_starting(monkeypatch, tmp_path):
+    from airflow_gitops.up import preflight
+
+    dev = manifests.load(REPO, "dev").objects.values()
+    assert preflight.problems(dev) == []
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    found = preflight.problems(dev)
+    assert found[0].startswith("root: up makes a network namespace per pod")
+    assert found[1] == ("bwrap, git, ip, mount, umount: install the Debian packages bubblewrap git iproute2 mount "
+                        "(apt-get install bubblewrap git iproute2 mount; `make test-packages` installs everything the tests need)")
+    # Redis only where an environment runs the bundled Redis.
+    redis = {"kind": "StatefulSet", "spec": {"template": {"spec": {"containers": [{"name": "redis", "image": "redis:7.4.2-bookworm"}]}}}}
+    assert "redis-server" in preflight.problems([*dev, redis])[1]

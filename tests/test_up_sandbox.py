@@ -358,12 +358,12 @@ def test_airflow_runs_in_a_compiled_pod(tmp_path):
     configMap (subPath) and composes the database URL from the projected secret with the _CMD
     option (its `python` the image's), under a read-only root as uid 50000."""
     from airflow_gitops.airflow_env import ensure_airflow
-    from test_dev_stack_runs import revealed_secret
+    from airflow_gitops.up import manifests
 
     files = manifest_files(REPO / "compiled", "dev")
     job = yaml.safe_load(files[next(n for n in files if n.startswith("job-airflow-db-migrate-"))].read_text())
     config = yaml.safe_load(files["configmap-airflow-config.yaml"].read_text())
-    secrets = {"airflow-metadata-db": revealed_secret("secret-airflow-metadata-db.yaml")}
+    secrets = {"airflow-metadata-db": manifests.load(REPO, "dev").secrets["airflow-metadata-db"]}
     pod = CompiledPod(job, airflow=ensure_airflow(REPO, "3.3.2"), workdir=tmp_path, secrets=secrets,
                       config_maps={"airflow-config": config["data"]}, replace={SERVICE: LOCAL})
     container = job["spec"]["template"]["spec"]["containers"][0]["name"]

@@ -291,7 +291,8 @@ local checked =
       local problems = choiceErrors(parameters.airflow) + unknownConfigErrors(parameters.airflow)
                        + combinationErrors(parameters.airflow) + productionErrors(parameters.airflow)
                        + overriddenChoiceErrors(parameters.airflow) + missingChoiceErrors(parameters.airflow)
-                       + (import 'inventory-auth.libsonnet')(parameters.airflow, targetFile, function(key, value) missingRefErrors(parameters.airflow, key, value));
+                       + (import 'inventory-auth.libsonnet')(parameters.airflow, targetFile, function(key, value) missingRefErrors(parameters.airflow, key, value))
+                       + (import 'inventory-sizing.libsonnet')(parameters.airflow, targetFile);
       if problems != [] then error 'invalid inventory: ' + problems[0]
       else parameters.airflow;
 

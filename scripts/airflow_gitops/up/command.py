@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..airflow_env import ensure_airflow
-from . import kubelet, manifests, network, standins
+from . import kubelet, manifests, network, preflight, standins
 from .kubelet import IMAGE_EXTRAS, LocalEnvironment, UpError
 
 
@@ -115,10 +115,10 @@ def run_up(root: Path, target: str, *, dags: Path | None = None, port: int | Non
            stop: threading.Event | None = None, run_cronjobs: bool = False) -> None:
     """Brings `target` up and keeps it up until `stop` is set (or SIGINT/SIGTERM), then tears it down."""
     stop = stop or threading.Event()
-    if os.geteuid() != 0:
-        raise UpError("up needs root: it makes a network namespace per pod and a cgroup per container "
-                      "(run it with sudo, or as root in a VM or container that allows both)")
     environment = manifests.load(root, target, secrets_file)
+    missing = preflight.problems(environment.objects.values())
+    if missing:
+        raise UpError(f"{target}: up cannot run here; it needs:\n" + "\n".join(f"  - {line}" for line in missing))
     environment.secrets.update(git_sync_credentials(environment))
     workdir = root / ".cache" / "up" / target
     run = workdir / "run"
