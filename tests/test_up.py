@@ -117,8 +117,13 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
         assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
         text = log.read_text()
         assert "dev: stopped; nothing left running" in text
-        # The final status table: no container was OOM-killed or restarted in the whole run.
+        # The final status table: no container was OOM-killed or restarted in the whole run, no
+        # liveness probe ever failed, and every readiness probe passed at the end.
         assert "OOMKilled" not in text and "restart" not in text, text[-3000:]
+        final = text.rsplit("POD ", 1)[1]
+        probes = re.findall(r"\b(liveness|readiness):(\w+)( \d+/\d+)?( \(\d+ failed\))?", final)
+        assert probes and not [p for p in probes if p[0] == "liveness" and (p[1] != "ok" or p[3])], final
+        assert all(last == "ok" for kind, last, _, _ in probes if kind == "readiness"), final
         assert "Read-only file system" not in text and "WRITE TO THE READ-ONLY ROOT" not in text
     finally:
         stop_groups([up], timeout=60)

@@ -17,7 +17,8 @@ import yaml
 
 from airflow_gitops.airflow_env import AirflowEnvironment
 from airflow_gitops.up import manifests
-from airflow_gitops.up.kubelet import MAX_REPLICAS, LocalEnvironment, kubernetes_api_reason
+from airflow_gitops.up.controllers import MAX_REPLICAS, kubernetes_api_reason
+from airflow_gitops.up.kubelet import LocalEnvironment
 from conftest import REPO, descendants, load_manifests
 
 ENVIRONMENT = "kubelet-test"

@@ -37,6 +37,8 @@ local redisContainer =
     readiness=k.probe.exec(['sh', '-c', 'REDISCLI_AUTH="$(cat %s/redis-password)" redis-cli ping | grep -q PONG' % passwordDir],
                            periodSeconds=10, timeoutSeconds=5, failureThreshold=3),
     liveness=k.probe.tcp('redis', periodSeconds=30, failureThreshold=5),
+    // Loading a large append-only file takes a while: up to 5 min before liveness counts.
+    startup=k.probe.tcp('redis', periodSeconds=5, failureThreshold=60),
   )
   + k.container.withVolumeMounts([
     k.container.mount('data', '/data'),
@@ -100,6 +102,8 @@ local worker =
     readiness=k.probe.tcp('worker-logs', periodSeconds=15),
     liveness=k.probe.exec(['sh', '-c', 'exec celery --app airflow.providers.celery.executors.celery_executor.app inspect ping --timeout 20 --destination "celery@$(hostname)"'],
                           periodSeconds=60, timeoutSeconds=30, failureThreshold=5),
+    // Until it serves task logs (the worker is up): the ping would fail before it connects.
+    startup=k.probe.tcp('worker-logs', periodSeconds=5, failureThreshold=60),
   );
 
 local workerObjects = a.component('celery-worker', a.names.celeryWorker, w, worker,

@@ -8,6 +8,7 @@ local main =
   a.container('dag-processor', ['dag-processor'], c.resources, ['database', 'fernet-key'])
   // No port to probe: ready and alive while its heartbeat in the database is fresh (each check
   // starts an `airflow` process, so readiness is checked as seldom as liveness).
-  + k.container.withProbes(readiness=a.jobCheckProbe('DagProcessorJob'), liveness=a.jobCheckProbe('DagProcessorJob', periodSeconds=120));
+  + k.container.withProbes(readiness=a.jobCheckProbe('DagProcessorJob'), liveness=a.jobCheckProbe('DagProcessorJob', periodSeconds=120),
+                           startup=a.jobStartupProbe('DagProcessorJob'));
 
 k.files(a.component('dag-processor', a.names.dagProcessor, c, main, needsDags=true, groomLogs=true))

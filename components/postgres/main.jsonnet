@@ -50,6 +50,8 @@ local container =
   + k.container.withProbes(
     readiness=k.probe.exec(['pg_isready', '-U', db.user, '-d', db.database, '-h', '127.0.0.1'], periodSeconds=10, timeoutSeconds=5, failureThreshold=6),
     liveness=k.probe.exec(['pg_isready', '-U', db.user, '-d', db.database, '-h', '127.0.0.1'], periodSeconds=30, timeoutSeconds=5, failureThreshold=6),
+    // A first start runs initdb, a restart may replay the WAL: up to 5 min before liveness counts.
+    startup=k.probe.exec(['pg_isready', '-U', db.user, '-d', db.database, '-h', '127.0.0.1'], periodSeconds=5, timeoutSeconds=5, failureThreshold=60),
   )
   + k.container.withVolumeMounts([
     k.container.mount('data', '/var/lib/postgresql/data'),

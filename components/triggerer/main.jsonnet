@@ -10,7 +10,7 @@ local main =
   a.container('triggerer', ['triggerer'], c.resources, ['database', 'fernet-key', 'api-secret-key'])
   // Ready once it serves its logs (port 8794, opened at start-up); alive while its heartbeat is fresh.
   + k.container.withPorts([k.container.containerPort('logs', 8794)])
-  + k.container.withProbes(readiness=k.probe.tcp('logs'), liveness=a.jobCheckProbe('TriggererJob'));
+  + k.container.withProbes(readiness=k.probe.tcp('logs'), liveness=a.jobCheckProbe('TriggererJob'), startup=a.jobStartupProbe('TriggererJob'));
 
 // Deferred KubernetesPodOperator tasks are followed by their trigger here: it reads their pods
 // (in this namespace) through the Kubernetes API.

@@ -152,6 +152,10 @@ local podTemplateYaml = std.manifestYamlDoc(podTemplate, indent_array_in_object=
   // Liveness of a job-based component: its heartbeat in the metadata database.
   jobCheckProbe(jobType, periodSeconds=60)::
     k.probe.exec(['airflow', 'jobs', 'check', '--job-type', jobType, '--local'], periodSeconds=periodSeconds, timeoutSeconds=30, failureThreshold=5),
+  // Until the job's first heartbeat (up to 5 min): liveness would otherwise fail its first check on
+  // every start, before the job exists (seen with `airflow-gitops up`).
+  jobStartupProbe(jobType)::
+    k.probe.exec(['airflow', 'jobs', 'check', '--job-type', jobType, '--local'], periodSeconds=10, timeoutSeconds=30, failureThreshold=30),
 
   // An Airflow container running `airflow <args>` that reads the secrets it `needs` (see
   // secretEnv) and no others; `direct` connects to the database itself, not through PgBouncer.

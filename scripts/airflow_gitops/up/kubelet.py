@@ -12,8 +12,8 @@ Services), under a cgroup with its memory and CPU limits.
 What the kubelet (and the controllers) would do, read from the manifests:
 - replicas: a Deployment or StatefulSet runs `spec.replicas` pods (an HPA's or a KEDA
   ScaledObject's minimum where one targets it; at least one, since nothing here scales on load),
-  at most MAX_REPLICAS, the cap shown under the status table. StatefulSet pods are <name>-<i>; a
-  Deployment's are <name> when it has one, <name>-<i> when it has more. A Service's names resolve
+  at most controllers.MAX_REPLICAS, the cap shown under the status table. StatefulSet pods are
+  <name>-<i>; a Deployment's are <name> when it has one, <name>-<i> when it has more. A Service's names resolve
   to one pod of its workloads, a ready one when there is one (/etc/hosts has one address per name:
   no load balancing, and a headless Service does not list every pod).
 - probes: a startupProbe gates the liveness and readiness probes until it succeeds, and restarts
@@ -59,6 +59,8 @@ from ..airflow_env import AirflowEnvironment
 from ..errors import AirflowGitopsError
 from ..processes import stop_groups
 from . import limits, manifests, network
+from .controllers import kubernetes_api_reason, pod_names, replica_count
+from .probes import PROBE_DEFAULTS, PROBE_KINDS, ProbeState
 from .sandbox import CompiledPod, pod_spec_of
 
 # What the official image carries beyond Airflow and the pinned providers that sign-in imports:
@@ -68,47 +70,15 @@ IMAGE_EXTRAS = ("python-ldap==3.4.5", "authlib==1.9.10", "apache-airflow-provide
                 # celery 5.7 removed celery.backends.database.retry, which this provider imports.
                 "celery[redis]==5.6.3")
 WORKLOAD_KINDS = ("StatefulSet", "Deployment", "Job")
-# Pods per workload at most: this is one machine (2 CPUs in CI), and every Airflow pod costs
-# hundreds of MiB.
-MAX_REPLICAS = 3
 # The kubelet's defaults.
 DEFAULT_GRACE_SECONDS = 30
 BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS = 10, 300
-PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
-                  "failureThreshold": 3}
-PROBE_KINDS = ("startup", "liveness", "readiness")
 # What a write to the read-only root prints (strerror(EROFS), Python's OSError name, Go's and Java's).
 READ_ONLY_WRITE = re.compile(r"Read-only file system|\bEROFS\b")
 
 
 class UpError(AirflowGitopsError):
     """The environment could not be brought up: what failed, with the end of its log."""
-
-
-@dataclass
-class ProbeState:
-    """What the status table reports of one probe of a container."""
-
-    kind: str
-    spec: Mapping
-    last: str = "-"  # ok, fail, or - before the first run
-    failures: int = 0  # in a row
-    successes: int = 0  # in a row
-    total_failures: int = 0
-
-    def setting(self, key: str) -> float:
-        return float(self.spec.get(key, PROBE_DEFAULTS[key]))
-
-    def record(self, ok: bool) -> None:
-        self.last = "ok" if ok else "fail"
-        self.failures, self.successes = (0, self.successes + 1) if ok else (self.failures + 1, 0)
-        self.total_failures += 0 if ok else 1
-
-    def report(self) -> str:
-        threshold = int(self.setting("failureThreshold"))
-        failing = f" {self.failures}/{threshold}" if self.failures else ""
-        total = f" ({self.total_failures} failed)" if self.total_failures else ""
-        return f"{self.kind}:{self.last}{failing}{total}"
 
 
 @dataclass
@@ -163,60 +133,6 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
         return ""
-
-
-def replica_count(workload: Mapping, objects: Mapping[str, Mapping]) -> tuple[int, str]:
-    """Pods to run for a Deployment or StatefulSet, and a note when that is not spec.replicas:
-    an HPA's minReplicas or a KEDA ScaledObject's minReplicaCount where one targets it (at rest,
-    nothing here scales on load), at least 1, at most MAX_REPLICAS."""
-    name, kind = workload["metadata"]["name"], workload["kind"]
-    wanted, why = int(workload["spec"].get("replicas", 1)), ""
-    for obj in objects.values():
-        target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
-        if target.get("name") != name or target.get("kind", kind) != kind:
-            continue
-        if obj.get("kind") == "HorizontalPodAutoscaler":
-            wanted, why = int(obj["spec"].get("minReplicas", 1)), f"HPA {obj['metadata']['name']} minReplicas"
-        elif obj.get("kind") == "ScaledObject":
-            wanted, why = int(obj["spec"].get("minReplicaCount", 0)), f"KEDA ScaledObject {obj['metadata']['name']} minReplicaCount"
-    count = min(max(wanted, 1), MAX_REPLICAS)
-    if count != wanted:
-        limit = "capped at MAX_REPLICAS" if wanted > MAX_REPLICAS else "at least one (nothing here scales up on load)"
-        return count, f"{kind} {name}: {wanted} replicas ({why or 'spec.replicas'}), {count} run: {limit}"
-    return count, ""
-
-
-def pod_names(workload: Mapping, count: int) -> list[str]:
-    """A StatefulSet's pods are <name>-<i>, as its controller names them; a Deployment's <name>
-    alone, or <name>-<i> when it has more than one (a cluster adds a hash and a random suffix)."""
-    name = workload["metadata"]["name"]
-    if workload["kind"] == "StatefulSet" or count > 1:
-        return [f"{name}-{i}" for i in range(count)]
-    return [name]
-
-
-def kubernetes_api_reason(cronjob: Mapping, objects: Mapping[str, Mapping]) -> str | None:
-    """Why a CronJob cannot run here (it needs the Kubernetes API, and there is none), or None."""
-    spec = pod_spec_of(cronjob)
-    for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
-        words = [str(w) for w in [*container.get("command", []), *container.get("args", [])]]
-        line = " ".join(words)
-        if "kubectl" in line:
-            return f"container {container['name']} runs kubectl"
-        if words[:1] == ["kubernetes"] or re.search(r"\bairflow\s+kubernetes\b", line):
-            return (f"container {container['name']} runs `airflow {' '.join(words[words.index('kubernetes'):])}`, "
-                    "which lists and deletes pods through the Kubernetes API")
-    for volume in spec.get("volumes", []):
-        if any("serviceAccountToken" in s for s in (volume.get("projected") or {}).get("sources", [])):
-            return f"volume {volume['name']} projects a ServiceAccount token"
-    automount = spec.get("automountServiceAccountToken")
-    if automount is None:
-        account = spec.get("serviceAccountName", "default")
-        automount = next((o.get("automountServiceAccountToken", True) for o in objects.values()
-                          if o.get("kind") == "ServiceAccount" and o["metadata"]["name"] == account), True)
-    if automount:
-        return f"it mounts the token of ServiceAccount {spec.get('serviceAccountName', 'default')} to call the Kubernetes API"
-    return None
 
 
 class LocalEnvironment:
