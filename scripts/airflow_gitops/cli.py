@@ -143,6 +143,16 @@ def _down(args: argparse.Namespace) -> int:
     return print_down(find_root(), args.target)
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from .diff import render
+    from .diff.compare import run_diff
+
+    result = run_diff(find_root(), base=args.base, head=args.head, targets=args.target)
+    formats = {"text": render.as_text, "markdown": render.as_markdown, "json": render.as_json}
+    sys.stdout.write(formats[args.format](result))
+    return 1 if args.fail_on == "danger" and result.dangers else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("diff", help="what a change of compiled/ means for Airflow: per environment, object and field, with dangers")
+    p.add_argument("--base", help="revision to compare from (default: the merge base of HEAD with the default branch)")
+    p.add_argument("--head", help="revision to compare to (default: the working tree, checked up to date first)")
+    p.add_argument("--target", action="append", help="environment to compare (repeatable); default: all")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="text (default), markdown (a pull-request comment) or json")
+    p.add_argument("--fail-on", choices=("danger",), help="exit 1 when a danger is found")
+    p.set_defaults(func=_diff)
 
     p = sub.add_parser("up", help="run an environment's compiled pods on this machine, as the kubelet would (root; until Ctrl-C)")
     p.add_argument("--target", required=True, help="environment to bring up (compiled/<target>)")
