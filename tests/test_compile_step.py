@@ -66,13 +66,15 @@ def test_a_changed_value_rewrites_only_the_files_it_changes(scratch_repo):
     assert result.returncode == 0, result.stderr
     after = identities(scratch_repo / "compiled")
     changed = sorted(name for name in after if before.get(name) != after[name])
-    # Two schedulers get a PodDisruptionBudget, which the workloads' kustomization lists.
+    # Two schedulers get a PodDisruptionBudget, which the workloads' kustomization lists; the
+    # environment's overview page shows the replicas.
     assert changed == [
+        "staging/README.md",
         "staging/manifests/workloads/deployment-airflow-scheduler.yaml",
         "staging/manifests/workloads/kustomization.yaml",
         "staging/manifests/workloads/poddisruptionbudget-airflow-scheduler.yaml",
     ]
-    assert "replicas: 3" in (scratch_repo / "compiled" / changed[0]).read_text()
+    assert "replicas: 3" in (scratch_repo / "compiled" / changed[1]).read_text()
 
 
 def test_compiling_one_target_updates_only_its_folder(scratch_repo):

@@ -76,7 +76,8 @@ def secret_values(obj: dict, origin: str) -> list[str]:
 def _scan_tree(directory: Path, root: Path) -> list[str]:
     problems = []
     for path in sorted(directory.rglob("*")):
-        if not path.is_file() or path.suffix not in (".yaml", ".yml", ".json", ".cfg", ".txt", ""):
+        # .md: the environment's overview page (compiled/<env>/README.md) is compiled text too.
+        if not path.is_file() or path.suffix not in (".yaml", ".yml", ".json", ".cfg", ".txt", ".md", ""):
             continue
         text = path.read_text(errors="replace")
         origin = str(path.relative_to(root))
