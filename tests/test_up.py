@@ -15,33 +15,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airflow_api import http
 from airflow_gitops.up import limits, manifests
 from conftest import REPO, start_group, stop_groups
-from airflow_api import http
+from up_leftovers import leftovers
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
-
-
-def leftovers() -> list[str]:
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").rglob("airflow-gitops-dev")] if Path("/sys/fs/cgroup").exists() else []
-    return [line for line in (namespaces + links).splitlines() if "agw-" in line] + cgroups
 
 
 def mebibytes(quantity: str) -> int:
     return limits.parse_memory(quantity) // 2**20
 
 
-def scheduler_memory_peak() -> int:
-    """The LocalExecutor scheduler container's peak memory so far, in MiB, from its cgroup."""
-    for parent in limits.environment_directories("dev"):
-        for directory in parent.glob("airflow-scheduler*_scheduler"):
-            for name in ("memory.peak", "memory.max_usage_in_bytes"):
-                if (directory / name).exists():
-                    return int((directory / name).read_text()) // 2**20
-    raise AssertionError("no memory cgroup for the scheduler container")
+def scheduler_memory(table: str) -> tuple[int, int]:
+    """The scheduler container's memory peak and limit (MiB) in a status table `up` printed."""
+    peak, limit = re.search(r"^\s+scheduler\s+\d+\s+(\d+)Mi / (\d+)Mi", table, re.M).groups()
+    return int(peak), int(limit)
 
 
 def run_to_the_end(base: str, token: str, dag: str, conf: dict, timeout: float) -> tuple[str, int, list[dict]]:
@@ -83,7 +73,8 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
         status, health = http("GET", base + "/api/v2/monitor/health")
         assert status == 200 and all(health[part]["status"] == "healthy" for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")), health
         # The admin logs in with the generated password, and with no other.
-        admin = manifests.load(REPO, "dev").secrets["airflow-admin-passwords"]["admin-password"]
+        dev = manifests.load(REPO, "dev")
+        admin = dev.secrets["airflow-admin-passwords"]["admin-password"]
         assert http("POST", base + "/auth/token", {"username": "admin", "password": "not-the-password"})[0] == 401
         status, body = http("POST", base + "/auth/token", {"username": "admin", "password": admin})
         assert status == 201
@@ -97,26 +88,25 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
 
         # A fan-out of twice the environment's task slots: the LocalExecutor runs them all in the
         # scheduler's pod, as many at once as [core] parallelism and max_active_tasks_per_dag allow.
-        cfg = manifests.load(REPO, "dev").config_maps["airflow-config"]["airflow.cfg"]
+        cfg = dev.config_maps["airflow-config"]["airflow.cfg"]
         slots = min(int(re.search(r"^parallelism = (\d+)", cfg, re.M).group(1)),
                     int(re.search(r"^max_active_tasks_per_dag = (\d+)", cfg, re.M).group(1)))
-        before = scheduler_memory_peak()
         state, most, tries = run_to_the_end(base, token, "example_fan_out", {"partitions": 2 * slots, "seconds_per_partition": 20}, 600)
         assert state == "success"
         assert most == slots, f"{most} tasks ran at once, not the environment's {slots}"
         assert all(ti["try_number"] == 1 for ti in tries), [(ti["task_id"], ti["map_index"], ti["try_number"]) for ti in tries]
-        # Within what the sizing rule budgets: the scheduler's own memory + a task's for each slot.
-        sizing = yaml.safe_load((REPO / "inventory/classes/airflow/defaults.yml").read_text())["parameters"]["airflow"]["sizing"]
-        peak = scheduler_memory_peak()
-        budget = mebibytes(sizing["scheduler_memory"]) + slots * mebibytes(sizing["task_memory"])
-        print(f"scheduler memory: {before}Mi before, {peak}Mi at {slots} tasks: {(peak - before) / slots:.0f}Mi a task; budget {budget}Mi")
-        assert peak <= budget, f"the scheduler peaked at {peak}Mi with {slots} tasks, over the sizing rule's {budget}Mi"
-
         down = subprocess.run([CLI, "down", "--target", "dev"], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert down.returncode == 0 and "dev: stopped" in down.stdout, down.stdout + down.stderr
         assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
         text = log.read_text()
         assert "dev: stopped; nothing left running" in text
+        # Within what the sizing rule budgets: the scheduler's own memory + a task's for each slot
+        # (peaks from the status tables `up` printed when it was up and when it stopped).
+        sizing = yaml.safe_load((REPO / "inventory/classes/airflow/defaults.yml").read_text())["parameters"]["airflow"]["sizing"]
+        (before, _), (peak, _) = scheduler_memory(table), scheduler_memory(text.rsplit("POD ", 1)[1])
+        budget = mebibytes(sizing["scheduler_memory"]) + slots * mebibytes(sizing["task_memory"])
+        print(f"scheduler memory: {before}Mi when up, {peak}Mi at {slots} tasks: {(peak - before) / slots:.0f}Mi a task; budget {budget}Mi")
+        assert peak <= budget, f"the scheduler peaked at {peak}Mi with {slots} tasks, over the sizing rule's {budget}Mi"
         # The final status table: no container was OOM-killed or restarted in the whole run, no
         # liveness probe ever failed, and every readiness probe passed at the end.
         assert "OOMKilled" not in text and "restart" not in text, text[-3000:]
@@ -128,4 +118,4 @@ def test_up_runs_the_dev_pods_and_a_dag_and_down_leaves_nothing(tmp_path):
     finally:
         stop_groups([up], timeout=60)
         subprocess.run([CLI, "down", "--target", "dev"], cwd=REPO, capture_output=True, timeout=120)
-    assert leftovers() == []
+    assert leftovers("dev") == []

@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet
 from airflow_api import http
 from airflow_gitops.up import manifests
 from conftest import REPO, compile_in, copy_repo, descendants, start_group, stop_groups
+from up_leftovers import leftovers
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("airflow-gitops"))
@@ -80,15 +81,6 @@ class Up:
 
     def text(self) -> str:
         return self.log.read_text()
-
-
-def leftovers() -> list[str]:
-    from airflow_gitops.up.network import environment_namespace
-
-    prefix = environment_namespace(TARGET)
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/airflow-gitops-{TARGET}")]
-    return [line for line in namespaces.splitlines() if line.startswith(prefix)] + cgroups
 
 
 def run_cli(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -153,7 +145,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     finally:
         stop_groups([process], timeout=GRACE_SECONDS + 60)
         run_cli(root, "down", "--target", TARGET, timeout=GRACE_SECONDS + 120)
-        assert leftovers() == []
+        assert leftovers(TARGET) == []
         left = {p for p in descendants() if p not in before}
         assert not left, f"processes left running: {sorted(left)}"
 

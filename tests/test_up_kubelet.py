@@ -20,6 +20,7 @@ from airflow_gitops.up import manifests
 from airflow_gitops.up.controllers import MAX_REPLICAS, kubernetes_api_reason
 from airflow_gitops.up.kubelet import LocalEnvironment
 from conftest import REPO, descendants, load_manifests
+from up_leftovers import leftovers
 
 ENVIRONMENT = "kubelet-test"
 NAMESPACE = "airflow-kubelet-test"
@@ -148,7 +149,7 @@ def local(module_guard: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
         env.messages = messages  # type: ignore[attr-defined]
         env.up(environment(), timeout=120)
         yield env
-    assert not Path("/run/netns").exists() or not [n for n in Path("/run/netns").iterdir() if "kubelet-test" in n.name]
+    assert leftovers(ENVIRONMENT) == []
 
 
 def wait_until(what: str, check, timeout: float = 30) -> None:

@@ -20,6 +20,7 @@ from airflow_gitops.up import limits, network
 from airflow_gitops.up.limits import ContainerCgroup, environment_cgroups, parse_cpu, parse_memory, remove_environment
 from airflow_gitops.up.network import EnvironmentNetwork, NetworkError, PortForward, cleanup, hosts_file, service_names
 from conftest import free_port, running, start_group, stop_groups
+from up_leftovers import leftovers, links, namespaces
 
 # A web server on the pod's address. socketserver.TCPServer, not `python -m http.server`: the latter
 # resolves its address's name (socket.getfqdn) before it listens, and a pod has no DNS server it can
@@ -52,24 +53,6 @@ def environment(request: pytest.FixtureRequest) -> Iterator[str]:
     yield name
     cleanup(name)
     remove_environment(name)
-
-
-def namespaces() -> list[str]:
-    return [line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                                                       check=True).stdout.splitlines() if line.strip()]
-
-
-def links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    return [line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines()]
-
-
-def leftovers(env: str) -> list[str]:
-    """Namespaces, host links and cgroup directories of the environment that still exist."""
-    prefix = network.environment_namespace(env)
-    return ([f"netns {n}" for n in namespaces() if n == prefix or n.startswith(prefix + "-")]
-            + [f"link {name}" for name in links() if name.startswith(network.host_link_name(env))]
-            + [f"cgroup {d}" for d in limits.environment_directories(env) if d.exists()])
 
 
 def host_networks() -> list[ipaddress.IPv4Network]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..airflow_env import ensure_airflow
 from . import kubelet, manifests, network, preflight, standins
 from .kubelet import IMAGE_EXTRAS, LocalEnvironment, UpError
+from .sandbox import pod_specs
 
 
 def _git(*args: str, cwd: Path) -> None:
@@ -33,10 +34,7 @@ def _git(*args: str, cwd: Path) -> None:
 def _git_sync_sources(environment: manifests.EnvironmentManifests) -> dict[str, str]:
     """repository URL -> ref of every git-sync container of the environment."""
     sources: dict[str, str] = {}
-    for obj in environment.objects.values():
-        if obj.get("kind") not in kubelet.WORKLOAD_KINDS:
-            continue
-        spec = obj["spec"]["template"]["spec"]
+    for _, spec in pod_specs(environment.objects.values()):
         for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
             env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
             if "GITSYNC_REPO" in env:
@@ -70,10 +68,7 @@ def git_sync_credentials(environment: manifests.EnvironmentManifests) -> dict[st
     stand-in clones a local repository and reads no credentials, and these Secrets are made
     outside Git. Given in the secrets file, the real ones are used instead."""
     placeholders: dict[str, dict[str, str]] = {}
-    for obj in environment.objects.values():
-        if obj.get("kind") not in kubelet.WORKLOAD_KINDS:
-            continue
-        spec = obj["spec"]["template"]["spec"]
+    for _, spec in pod_specs(environment.objects.values()):
         containers = [*spec.get("initContainers", []), *spec.get("containers", [])]
         for volume in spec.get("volumes", []):
             secret = (volume.get("secret") or {}).get("secretName")

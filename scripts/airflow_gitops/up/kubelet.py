@@ -103,6 +103,9 @@ class ContainerRun:
 class PodRun:
     workload: dict
     net: network.PodNetwork
+    # The manifests' directory it came from (base, migrations, workloads), "" for a CronJob's run:
+    # the order pods start and stop in.
+    group: str
     sandbox: CompiledPod = field(init=False)
     containers: dict[str, ContainerRun] = field(default_factory=dict)
     ready: bool = False
@@ -178,12 +181,11 @@ class LocalEnvironment:
         self._stopping.set()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
-        groups = (self.manifests.groups if self.manifests else {})
         order = {"workloads": 0, "migrations": 1, "base": 2}
         with self._lock:
             pods = list(self.pods.values())
         for rank in sorted(set(order.values()) | {3}):
-            batch = [p for p in pods if order.get(groups.get(self._file_of(p), ""), 3) == rank]
+            batch = [p for p in pods if order.get(p.group, 3) == rank]
             threads = [threading.Thread(target=self._stop_and_say, args=(p,), daemon=True) for p in batch]
             for thread in threads:
                 thread.start()
@@ -214,14 +216,12 @@ class LocalEnvironment:
         nets = {name: self.net.add_pod(name) for _, _, name in planned}
         self._files = {**self._node_files(), **{p: Path(p) for p in self.repositories.values()}}
         for file, obj, name in planned:
-            self.pods[name] = self._new_pod(obj, nets[name])
+            self.pods[name] = self._new_pod(obj, nets[name], environment.groups[file])
         self._write_hosts()
-        group = environment.groups
-        files = {name: file for file, _, name in planned}
-        base = [n for n in self.pods if group[files[n]] == "base"]
-        migrations = [n for n in self.pods if group[files[n]] == "migrations"]
-        started = [n for n in self.pods if group[files[n]] == "workloads" and self.pods[n].workload["kind"] != "Job"]
-        jobs = [n for n in self.pods if group[files[n]] == "workloads" and self.pods[n].workload["kind"] == "Job"]
+        base = [n for n, p in self.pods.items() if p.group == "base"]
+        migrations = [n for n, p in self.pods.items() if p.group == "migrations"]
+        started = [n for n, p in self.pods.items() if p.group == "workloads" and p.workload["kind"] != "Job"]
+        jobs = [n for n, p in self.pods.items() if p.group == "workloads" and p.workload["kind"] == "Job"]
         deadline = time.monotonic() + timeout
         for name in base:
             self._start(self.pods[name])
@@ -237,13 +237,8 @@ class LocalEnvironment:
         for name in started:
             self._wait_ready(self.pods[name], deadline)
 
-    def _file_of(self, pod: PodRun) -> str:
-        if self.manifests is None:
-            return ""
-        return next((f for f, o in self.manifests.objects.items() if o is pod.workload), "")
-
-    def _new_pod(self, workload: dict, net: network.PodNetwork) -> PodRun:
-        pod = PodRun(workload, net)
+    def _new_pod(self, workload: dict, net: network.PodNetwork, group: str) -> PodRun:
+        pod = PodRun(workload, net, group)
         assert self.manifests is not None
         pod.sandbox = CompiledPod(workload, airflow=self.airflow, workdir=self.workdir / "pods" / net.pod,
                                   secrets=self.manifests.secrets, config_maps=self.manifests.config_maps,
@@ -642,7 +637,7 @@ class LocalEnvironment:
             return message
         for run in pod.containers.values():
             _keep_previous_log(run.log)
-        replacement = self._new_pod(pod.workload, self.net.add_pod(name, address))
+        replacement = self._new_pod(pod.workload, self.net.add_pod(name, address), pod.group)
         with self._lock:
             self.pods[name] = replacement
         self._write_hosts()
@@ -675,7 +670,7 @@ class LocalEnvironment:
         job = {"apiVersion": "batch/v1", "kind": "Job",
                "metadata": {**cronjob["metadata"], "name": f"{name}-{self._cronjob_runs}"},
                "spec": cronjob["spec"]["jobTemplate"]["spec"]}
-        pod = self._new_pod(job, self.net.add_pod(job["metadata"]["name"]))
+        pod = self._new_pod(job, self.net.add_pod(job["metadata"]["name"]), "")
         with self._lock:
             self.pods[pod.name] = pod
         self._write_hosts()

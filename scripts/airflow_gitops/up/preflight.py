@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from . import standins
+from .sandbox import pod_specs
 
 # program -> the Debian package that installs it
 ALWAYS = {"bwrap": "bubblewrap", "ip": "iproute2", "git": "git", "mount": "mount", "umount": "mount"}
@@ -20,13 +21,8 @@ BY_IMAGE = {
 
 
 def _images(objects: Iterable[Mapping]) -> set[str]:
-    images = set()
-    for obj in objects:
-        spec = ((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec", obj.get("spec") or {})
-        pod = ((spec.get("template") or {}).get("spec")) or {}
-        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
-            images.add(str(container.get("image", "")))
-    return images
+    return {str(container.get("image", "")) for _, spec in pod_specs(objects)
+            for container in [*spec.get("initContainers", []), *spec.get("containers", [])]}
 
 
 def problems(objects: Iterable[Mapping]) -> list[str]:

@@ -75,7 +75,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -139,6 +139,17 @@ def pod_spec_of(workload: Mapping) -> Mapping:
     if not template:
         raise PodSpecError(f"{kind or 'object'} {workload.get('metadata', {}).get('name', '?')} has no pod template")
     return template
+
+
+# The kinds that carry a pod template.
+POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+
+
+def pod_specs(objects: Iterable[Mapping]) -> Iterator[tuple[Mapping, Mapping]]:
+    """(object, its pod spec) for every object of `objects` that runs pods."""
+    for obj in objects:
+        if obj.get("kind") in POD_TEMPLATE_KINDS:
+            yield obj, pod_spec_of(obj)
 
 
 def _claim_templates(workload: Mapping) -> list[str]:
