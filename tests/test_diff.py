@@ -163,6 +163,37 @@ def test_fernet_rotation_shows_the_ref_tag_only_and_says_what_breaks(repo: Path)
     assert not re.search(r"fernet_key:[0-9a-f]{8}", out)  # not even the tag's hash
 
 
+def write_fernet_ref(value: str) -> Callable[[Path], None]:
+    """The ref written as the README's rotation steps write it: `kapitan refs --write` from a file."""
+    def edit(root: Path) -> None:
+        (root / "fernet.tmp").write_text(value)
+        result = subprocess.run([str(Path(sys.executable).with_name("kapitan")), "refs", "--write", "base64:targets/dev/fernet_key",
+                                 "-f", "fernet.tmp"], cwd=root, capture_output=True, text=True)
+        (root / "fernet.tmp").unlink()
+        assert result.returncode == 0, result.stderr
+    return edit
+
+
+def test_fernet_rotation_steps_are_told_apart_by_the_refs_on_both_sides(repo: Path) -> None:
+    import base64
+
+    old = base64.b64decode(yaml.safe_load((repo / "kapitan/refs/targets/dev/fernet_key").read_text())["data"]).decode()
+    new = "QnJhbmQtbmV3LWZlcm5ldC1rZXktZm9yLXRoZS10ZXN0"
+    keep = branch(repo, "fernet-keep", write_fernet_ref(f"{new}=,{old}"), "dev")
+    out = lines_of(diff(repo, "--base", "main", "--head", keep))
+    assert ("secret rotated: Secret airflow-secrets fernet-key (ref ?{base64:targets/dev/fernet_key}), value changed; the fernet "
+            "key: a new key first and the old one kept (NEW,OLD): what the old key encrypted still reads; next run "
+            "`airflow rotate-fernet-key`, then drop the old key (README, Rotating a secret)") in out
+    drop = branch(repo, "fernet-drop", write_fernet_ref(new), "dev")
+    out = lines_of(diff(repo, "--base", keep, "--head", drop))
+    assert any(line.endswith("the fernet key: the old key dropped (NEW alone): only safe once `airflow rotate-fernet-key` "
+                             "ran with NEW,OLD (README, Rotating a secret)") for line in out)
+    # Straight from the old key to the new one: what breaks.
+    out = lines_of(diff(repo, "--base", "main", "--head", drop))
+    assert any(line.endswith("can no longer be read") and "fernet-key" in line for line in out)
+    assert not any(value in "\n".join(out) for value in (old, new))
+
+
 # --- Dangers -------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,10 @@ CASES = {
     "option removed from airflow 3": ("  airflow:\n    config:\n      scheduler:\n        standalone_dag_processor: true\n",
                                       "parameters.airflow.config.scheduler.standalone_dag_processor",
                                       "Airflow 3.3.2 has no option [scheduler] standalone_dag_processor"),
+    "option airflow renamed": ("  airflow:\n    config:\n      scheduler:\n        running_metrics_interval: 30\n",
+                               "parameters.airflow.config.scheduler.running_metrics_interval",
+                               "Airflow 3.3.2 has no option [scheduler] running_metrics_interval (renamed to [scheduler] "
+                               "ti_metrics_interval in Airflow 3.2.0: set parameters.airflow.config.scheduler.ti_metrics_interval instead)"),
     "unknown dags mode": ("  airflow:\n    dags:\n      mode: git\n",
                           "parameters.airflow.dags.mode", "is not one of ['git-sync', 'pvc', 'bundle']"),
     "bundle list set by hand": ("  airflow:\n    config:\n      dag_processor:\n        dag_bundle_config_list: '[]'\n",

@@ -69,12 +69,24 @@ local unknownConfigErrors(airflow) =
   else
     local known = std.parseJson(kap.file_read(file)).sections;
     local unchecked = std.get(airflow, 'provider_config_sections', []);
+    // An option Airflow renamed or removed: say what replaced it rather than guess at typos. Read
+    // only to explain an unknown option (Jsonnet is lazy): a valid inventory never parses it.
+    local retiredFile = std.strReplace(file, '.json', '.retired.json');
+    local retired = if kap.file_exists(retiredFile).exists then std.parseJson(kap.file_read(retiredFile)) else {};
+    local renamed(section, key) = std.get(std.get(std.get(retired, 'renamed', {}), section, {}), key, null);
+    local removed(section, key) = std.get(std.get(std.get(retired, 'removed', {}), section, {}), key, null);
     local suggest(section, key) =
-      local close = [o for o in std.objectFields(known[section])
+      local close = [o for o in std.objectFields(std.get(known, section, {}))
                      if std.length(o) >= 3 && std.length(key) >= 3 && std.substr(o, 0, 3) == std.substr(key, 0, 3)];
-      if close == [] then '' else ' (did you mean %s?)' % std.join(', ', close[:3]);
+      local to = renamed(section, key);
+      local why = removed(section, key);
+      if to != null then
+        local parts = std.splitLimit(to.to, '.', 1);
+        ' (renamed to [%s] %s in Airflow %s: set parameters.airflow.config.%s.%s instead)' % [parts[0], parts[1], to.since, parts[0], parts[1]]
+      else if why != null then ' (removed from Airflow%s)' % (if why == '' then '' else ': ' + why)
+      else if close == [] then '' else ' (did you mean %s?)' % std.join(', ', close[:3]);
     [
-      if std.objectHas(known, section) then
+      if std.objectHas(known, section) || renamed(section, key) != null || removed(section, key) != null then
         '%s: parameters.airflow.config.%s.%s: Airflow %s has no option [%s] %s%s'
         % [targetFile, section, key, airflow.version, section, key, suggest(section, key)]
       else

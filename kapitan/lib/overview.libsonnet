@@ -183,7 +183,9 @@ local exposure =
 
 local summary = table(['', env], [
   ['Namespace', code(ns) + ', profile ' + p.profile],
-  ['Airflow', p.version + ', image ' + code(e.image) + ' (pull policy ' + p.image.pull_policy + ')'],
+  ['Airflow', p.version + ', image ' + code(e.image) + ' (pull policy ' + p.image.pull_policy + ')'
+             + (if p.promotion.from == '' then '' else '; release promoted from ' + p.promotion.from
+                + ' (`airflow-gitops promote --from ' + p.promotion.from + ' --to ' + e.env + '`)')],
   ['Executor', executorText],
   ['DAGs', dagText],
   ['Database', dbText],

@@ -55,18 +55,11 @@ def _check_airflow(args: argparse.Namespace) -> int:
 
 
 def _config_options(args: argparse.Namespace) -> int:
-    import tempfile
-
     from . import config_options
-    from .airflow_env import ensure_airflow
 
     root = find_root()
-    env = ensure_airflow(root, args.version)
-    with tempfile.TemporaryDirectory(prefix="airflow-home-") as home:
-        sections = config_options.describe_options(env, Path(home))
-    path = config_options.options_file(root, args.version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_options.render(args.version, sections))
+    path = config_options.record(root, args.version)
+    sections = config_options.read(root, args.version).sections
     print(f"wrote {path.relative_to(root)}: {sum(len(o) for o in sections.values())} options in {len(sections)} sections")
     return 0
 
@@ -153,6 +146,34 @@ def _diff(args: argparse.Namespace) -> int:
     return 1 if args.fail_on == "danger" and result.dangers else 0
 
 
+def _new_env(args: argparse.Namespace) -> int:
+    from .lifecycle import commands
+
+    commands.new_env(find_root(), args.name, args.source, args.dag_ref, args.set or [], args.dry_run, sys.stdout)
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from .lifecycle import commands
+
+    commands.promote(find_root(), args.source, args.destination, args.key or [], args.dry_run, sys.stdout)
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from .lifecycle import commands
+
+    commands.upgrade(find_root(), args.target, args.to, args.image_tag, args.dry_run, sys.stdout)
+    return 0
+
+
+def _remove_env(args: argparse.Namespace) -> int:
+    from .lifecycle import commands
+
+    commands.remove_env(find_root(), args.name, args.dry_run, sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +232,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text (default), markdown (a pull-request comment) or json")
     p.add_argument("--fail-on", choices=("danger",), help="exit 1 when a danger is found")
     p.set_defaults(func=_diff)
+
+    dry_run = "compile and validate the result, show what would change, write nothing"
+    p = sub.add_parser("new-env", help="add an environment: a copy of another with what must differ changed, compiled and validated")
+    p.add_argument("name", help="the new environment's name (namespace airflow-<name>)")
+    p.add_argument("--from", dest="source", required=True, help="environment to copy (its target file, classes and comments)")
+    p.add_argument("--dag-ref", help="the DAG branch or tag it tracks (default: the source's, renamed)")
+    p.add_argument("--set", action="append", metavar="parameters.airflow.KEY=VALUE",
+                   help="set a value in the new target file (repeatable; YAML values)")
+    p.add_argument("--dry-run", action="store_true", help=dry_run)
+    p.set_defaults(func=_new_env)
+
+    p = sub.add_parser("promote", help="carry a tested release (image, Airflow version, DAG commit) to the next environment, in a commit")
+    p.add_argument("--from", dest="source", required=True, help="environment whose release was tested (e.g. staging)")
+    p.add_argument("--to", dest="destination", required=True, help="environment receiving it; its promotion.from must name --from")
+    p.add_argument("--key", action="append", metavar="KEY",
+                   help="also carry parameters.airflow.KEY (repeatable), e.g. config.core.parallelism")
+    p.add_argument("--dry-run", action="store_true", help=dry_run)
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("upgrade", help="move an environment to another Airflow version: options checked, version and image tag together")
+    p.add_argument("--target", required=True, help="environment to upgrade")
+    p.add_argument("--to", required=True, help="Apache Airflow version, e.g. 3.3.2 (a downgrade is refused)")
+    p.add_argument("--image-tag", help="image tag to deploy (default: the current tag with the version replaced)")
+    p.add_argument("--dry-run", action="store_true", help=dry_run)
+    p.set_defaults(func=_upgrade)
+
+    p = sub.add_parser("remove-env", help="take an environment out of Git; prints what stays in the cluster (data) and how to delete it")
+    p.add_argument("name", help="environment to remove")
+    p.add_argument("--dry-run", action="store_true", help=dry_run)
+    p.set_defaults(func=_remove_env)
 
     p = sub.add_parser("up", help="run an environment's compiled pods on this machine, as the kubelet would (root; until Ctrl-C)")
     p.add_argument("--target", required=True, help="environment to bring up (compiled/<target>)")

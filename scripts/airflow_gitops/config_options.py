@@ -53,7 +53,23 @@ import json, warnings
 warnings.simplefilter("ignore")
 import airflow
 from airflow.configuration import conf
+try:  # before 3.2, providers' sections join the description only once the manager loaded them
+    from airflow.providers_manager import ProvidersManager
+    ProvidersManager().initialize_providers_configuration()
+except Exception:
+    pass
+try:  # what `airflow config lint` knows of options removed or renamed since Airflow 2
+    from airflow.cli.commands.config_command import CONFIGS_CHANGES
+except Exception:
+    CONFIGS_CHANGES = []
+renamed = [[old_s, old_k, new_s, new_k, str(since)] for (new_s, new_k), (old_s, old_k, since) in conf.deprecated_options.items()]
+renamed += [[c.config.section, c.config.option, c.renamed_to.section, c.renamed_to.option, "3.0"]
+            for c in CONFIGS_CHANGES if c.renamed_to is not None]
+removed = [[c.config.section, c.config.option, c.suggestion or ""] for c in CONFIGS_CHANGES
+           if c.was_removed and c.renamed_to is None]
 print(json.dumps({
+    "renamed": renamed,
+    "removed": removed,
     "types": {s: {o: str(i.get("type") or "string") for o, i in v.get("options", {}).items()}
               for s, v in conf.configuration_description.items()},
     "defaults": {s: {o: conf.get_default_value(s, o) for o in v.get("options", {})}
@@ -176,9 +192,33 @@ def _combine(kinds: set[str], section: str, key: str) -> str:
                             "no single kind accepts only what both accept; extend config_options.NARROWER")
 
 
-def describe_options(env: AirflowEnvironment, home: Path) -> dict[str, dict[str, Kind]]:
-    """{section: {option: kind}} for every option Airflow `env` describes (see the module docstring)."""
+@dataclass
+class OptionList:
+    """What an Airflow version knows of airflow.cfg: every option and its kind, and the options it
+    no longer reads (renamed: old -> (new section, new key, since); removed: old -> why)."""
+
+    sections: dict[str, dict[str, Kind]]
+    renamed: dict[tuple[str, str], tuple[str, str, str]]
+    removed: dict[tuple[str, str], str]
+
+
+def describe(env: AirflowEnvironment, home: Path) -> OptionList:
+    """The option list of Airflow `env` (see the module docstring)."""
     described = json.loads(_run_in_airflow(env, home, _DESCRIBE_SCRIPT))
+    sections = _kinds(env, home, described)
+    # An option still described is not gone, whatever a lint rule from Airflow 2 says of it.
+    renamed = {(os_, ok): (ns, nk, since) for os_, ok, ns, nk, since in described["renamed"]
+               if ok not in sections.get(os_, {})}
+    removed = {(s, k): why for s, k, why in described["removed"] if k not in sections.get(s, {}) and (s, k) not in renamed}
+    return OptionList(sections, renamed, removed)
+
+
+def describe_options(env: AirflowEnvironment, home: Path) -> dict[str, dict[str, Kind]]:
+    """{section: {option: kind}} for every option Airflow `env` describes."""
+    return describe(env, home).sections
+
+
+def _kinds(env: AirflowEnvironment, home: Path, described: dict) -> dict[str, dict[str, Kind]]:
     types: dict[str, dict[str, str]] = described["types"]
     reads = read_by_code([Path(d) for d in described["code"]], types)
     kinds: dict[str, dict[str, Kind]] = {
@@ -206,15 +246,80 @@ def describe_options(env: AirflowEnvironment, home: Path) -> dict[str, dict[str,
     return kinds
 
 
-def render(version: str, sections: Mapping[str, Mapping[str, Kind]]) -> str:
-    """Deterministic file content: {section: {option: kind}} for constant-time lookups in Jsonnet."""
+def _nested(pairs: Mapping[tuple[str, str], object]) -> dict[str, dict[str, object]]:
+    nested: dict[str, dict[str, object]] = {}
+    for (section, key), value in sorted(pairs.items()):
+        nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def render(version: str, options: OptionList) -> str:
+    """Deterministic file content: {section: {option: kind}} for constant-time lookups in Jsonnet
+    (go-jsonnet parses it for every target on every compile: nothing else goes in it)."""
     document = {
         "airflow_version": version,
         "generated_by": "airflow-gitops config-options",
-        "sections": {s: dict(sorted(opts.items())) for s, opts in sorted(sections.items())},
+        "sections": {s: dict(sorted(opts.items())) for s, opts in sorted(options.sections.items())},
+    }
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+
+def render_retired(version: str, options: OptionList) -> str:
+    """The options `version` renamed ({"to": "section.key", "since": version}) or removed (why): read
+    by `upgrade`, and by the compile only to explain an option it refuses."""
+    document = {
+        "airflow_version": version,
+        "generated_by": "airflow-gitops config-options",
+        "renamed": _nested({old: {"to": f"{new_s}.{new_k}", "since": since}
+                            for old, (new_s, new_k, since) in options.renamed.items()}),
+        "removed": _nested(options.removed),
     }
     return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def options_file(root: Path, version: str) -> Path:
     return root / OPTIONS_DIR / f"{version}.json"
+
+
+def retired_file(root: Path, version: str) -> Path:
+    return root / OPTIONS_DIR / f"{version}.retired.json"
+
+
+def generate(root: Path, version: str) -> dict[Path, str]:
+    """The option list files of Airflow `version` (path -> text), from Airflow itself (installed in
+    its own virtualenv if needed)."""
+    import tempfile
+
+    from .airflow_env import ensure_airflow
+
+    env = ensure_airflow(root, version)
+    with tempfile.TemporaryDirectory(prefix="airflow-home-") as home:
+        options = describe(env, Path(home))
+    return {options_file(root, version): render(version, options), retired_file(root, version): render_retired(version, options)}
+
+
+def record(root: Path, version: str) -> Path:
+    """Write the option list files of Airflow `version` into the repository; the options file's path."""
+    for path, text in generate(root, version).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return options_file(root, version)
+
+
+def parse(text: str, retired_text: str | None) -> OptionList:
+    """An option list from its files' texts (no renames or removals known without the second)."""
+    retired = json.loads(retired_text) if retired_text else {}
+    return OptionList(
+        sections=json.loads(text)["sections"],
+        renamed={(s, k): (*v["to"].split(".", 1), v["since"]) for s, keys in retired.get("renamed", {}).items()
+                 for k, v in keys.items()},
+        removed={(s, k): why for s, keys in retired.get("removed", {}).items() for k, why in keys.items()},
+    )
+
+
+def read(root: Path, version: str) -> OptionList:
+    """The recorded option list of `version`."""
+    retired = retired_file(root, version)
+    return parse(options_file(root, version).read_text(), retired.read_text() if retired.is_file() else None)

@@ -127,21 +127,43 @@ def missing_class_hint(root: Path, node: str, name: str) -> str:
 PROMOTED_FROM = "parameters.airflow.dags.git_sync.promoted_from"
 
 
-def promoted_from(root: Path, target: str, params: dict[str, Any]) -> str:
-    """`dags.git_sync.promoted_from` of a target's parameters.airflow: "" (its DAGs are synced) or the
-    environment its DAGs are promoted from. Raises InventoryError when that is no other environment."""
-    source = str(params.get("dags", {}).get("git_sync", {}).get("promoted_from") or "")
-    if not source:
-        return ""
-    where = f"inventory/targets/{target}.yml: {PROMOTED_FROM}"
+def _other_environment(root: Path, target: str, key: str, source: str, what: str) -> str:
+    """`source`, checked to name an environment other than `target` (`key` names the setting and
+    `what` what the target receives from it)."""
+    where = f"inventory/targets/{target}.yml: {key}"
     if source == target:
-        raise InventoryError(f"{where}: {source!r} is this environment itself: name the environment whose DAGs "
-                             f"{target} receives by promote-dags (e.g. staging), or leave it empty")
-    known = list_targets(root)
+        raise InventoryError(f"{where}: {source!r} is this environment itself: name the environment whose {what} "
+                             f"(e.g. staging), or leave it empty")
+    known = [t for t in list_targets(root) if t != "bootstrap"]
     if source not in known:
         hint = _did_you_mean(close_matches(source, known))
         raise InventoryError(f"{where}: {source!r} is not an environment ({hint + ' ' if hint else ''}"
                              f"known: {', '.join(known)})")
+    return source
+
+
+def promoted_from(root: Path, target: str, params: dict[str, Any]) -> str:
+    """`dags.git_sync.promoted_from` of a target's parameters.airflow: "" (its DAGs are synced) or the
+    environment its DAGs are promoted from. Raises InventoryError when that is no other environment."""
+    source = str(params.get("dags", {}).get("git_sync", {}).get("promoted_from") or "")
+    return _other_environment(root, target, PROMOTED_FROM, source, f"DAGs {target} receives by promote-dags") if source else ""
+
+
+PROMOTION_FROM = "parameters.airflow.promotion.from"
+
+
+def promotion_source(root: Path, target: str, params: dict[str, Any]) -> str:
+    """`promotion.from` of a target's parameters.airflow: "" or the environment whose release it
+    receives by promote. Raises InventoryError when that is no other environment, or when its DAGs
+    are promoted from a different one (a release and its DAGs travel together)."""
+    source = str(params.get("promotion", {}).get("from") or "")
+    if not source:
+        return ""
+    _other_environment(root, target, PROMOTION_FROM, source, f"release {target} receives by promote")
+    dags_from = str(params.get("dags", {}).get("git_sync", {}).get("promoted_from") or "")
+    if dags_from and dags_from != source:
+        raise InventoryError(f"inventory/targets/{target}.yml: {PROMOTION_FROM}: {source!r}, but {PROMOTED_FROM} is "
+                             f"{dags_from!r}: a release and its DAGs are promoted from the same environment; make them equal")
     return source
 
 

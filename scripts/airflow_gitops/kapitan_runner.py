@@ -109,7 +109,7 @@ class FreshCompile(NamedTuple):
     every_target: bool  # kapitan compiled every target of the inventory (a full compile)
 
 
-def _kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, tmpdir: Path) -> bool:
+def kapitan_compile(root: Path, output_path: Path, targets: list[str] | None, tmpdir: Path) -> bool:
     """Whether kapitan compiled every target: naming them all is a full compile for kapitan."""
     # --output-path moves compiled/ only: refs are still written to kapitan/refs of `root`. (It
     # would move the fetched `dependencies:` of an input too; no component uses them.)
@@ -143,7 +143,7 @@ def fresh_compile(root: Path, targets: list[str] | None = None) -> Iterator[Fres
     """Compile (all or some) targets into a scratch directory, removed afterwards; raises
     CompileError naming the file and key on failure."""
     with compiled_tree.scratch_directory() as scratch:
-        every_target = _kapitan_compile(root, scratch, targets, tmpdir=scratch)
+        every_target = kapitan_compile(root, scratch, targets, tmpdir=scratch)
         yield FreshCompile(scratch / "compiled", every_target)
 
 

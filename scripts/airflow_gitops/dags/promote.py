@@ -75,9 +75,10 @@ def _discarded(work: Path, previous: str, commit: str) -> tuple[str, ...]:
 
 
 def promote(root: Path, source_env: str | None, target_env: str, repo: str | None = None,
-            reset: bool = False) -> Promotion:
+            reset: bool = False, dry_run: bool = False) -> Promotion:
     """Move `target_env`'s DAG ref to the commit `source_env`'s ref points at (default: the target's
-    promoted_from). With `reset`, also when the target's ref has commits the source lacks."""
+    promoted_from). With `reset`, also when the target's ref has commits the source lacks. With
+    `dry_run`, every check is made and the promotion returned, but nothing is pushed."""
     target = destination_for(root, target_env, repo, None)
     source_env = _source_env(target_env, source_env, target.promoted_from)
     source = destination_for(root, source_env, repo, None)
@@ -126,6 +127,8 @@ def promote(root: Path, source_env: str | None, target_env: str, repo: str | Non
                     f"`airflow-gitops promote-dags --from {source_env} --to {target_env} --reset`."
                 )
             discarded = _discarded(work, previous, commit)
+        if dry_run:  # everything checked, nothing pushed
+            return Promotion(source_env, url, source.branch, target.branch, commit, previous, kind, True, discarded)
         # The lease lets the push replace the ref (move a tag, drop commits with reset) only if it still
         # is what was read above. No `+` on the refspec: that would force the push past the lease.
         # (An annotated tag's lease is the tag object's id, what the ref holds, not the commit it names.)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import trees
+from . import refs, trees
 from .errors import StaleCompiledError
-from .impact import Impact, analyse
+from .impact import Impact, RefValues, analyse
 from .objects import ObjectChange, compare_files
 
 
@@ -55,8 +55,18 @@ def run_diff(root: Path, base: str | None = None, head: str | None = None, targe
         if check_up_to_date:
             _check_up_to_date(root)
         pair = trees.against_working_tree(root, base_id, targets)
+        head_refs = root
     else:
-        pair = trees.between_commits(root, base_id, trees.resolve(root, head, "--head"), targets)
+        head_id = trees.resolve(root, head, "--head")
+        pair = trees.between_commits(root, base_id, head_id, targets)
+        head_refs = head_id
+    return compare_pair(pair, targets, refs.values_between(root, base_id, head_refs))
+
+
+def compare_pair(pair: trees.TreePair, targets: list[str] | None = None,
+                 ref_values: RefValues | None = None) -> DiffResult:
+    """What the changed files of `pair` mean, per environment (`ref_values`: the Kapitan refs on
+    both sides, read to tell a fernet rotation's safe steps from a breaking one)."""
     environments = []
     for env in targets or pair.environments:
         status = ("added" if env not in pair.base_envs else "removed" if env not in pair.head_envs
@@ -64,5 +74,5 @@ def run_diff(root: Path, base: str | None = None, head: str | None = None, targe
         objects = compare_files(pair.files.get(env, []))
         if status == "changed" and not objects:
             status = "unchanged"
-        environments.append(EnvironmentDiff(env, status, objects, analyse(objects, status)))
-    return DiffResult(base=base_id, head=pair.head, environments=environments)
+        environments.append(EnvironmentDiff(env, status, objects, analyse(objects, status, ref_values)))
+    return DiffResult(base=pair.base, head=pair.head, environments=environments)

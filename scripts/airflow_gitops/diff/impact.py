@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .objects import ABSENT, ObjectChange, _ini
+from .objects import ABSENT, REF_TAG, ObjectChange, _ini
+
+# A Kapitan ref's value on one side ("old" or "new") of the change, by its path
+# (targets/dev/fernet_key); None where it cannot be read (an encrypting backend, a missing file).
+RefValues = Callable[[str, str], "str | None"]
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 MIGRATION_COMPONENT = "db-migrations"
@@ -297,7 +302,26 @@ def _bundle_moves(old_cfg: dict[str, dict[str, str]], new_cfg: dict[str, dict[st
             if old and new and old.get(key) != new.get(key)}
 
 
-def _secrets(changes: list[ObjectChange]) -> list[str]:
+def _fernet_rotation(tag: str, ref_values: RefValues | None) -> str:
+    """What a new fernet key value means, read from the refs on both sides (never shown): the
+    rotation procedure's steps are safe, anything else breaks what the old key encrypted."""
+    match = REF_TAG.search(tag)
+    old = ref_values(match["path"], "old") if ref_values and match else None
+    new = ref_values(match["path"], "new") if ref_values and match else None
+    if old is None or new is None:
+        return FERNET_WARNING
+    # The Secret appends the first key's trailing "=" itself (README, Rotating a secret): compare keys without it.
+    old_keys, new_keys = ([k.strip().rstrip("=") for k in value.split(",")] for value in (old, new))
+    if old_keys[0] in new_keys[1:]:
+        return ("a new key first and the old one kept (NEW,OLD): what the old key encrypted still reads; next run "
+                "`airflow rotate-fernet-key`, then drop the old key (README, Rotating a secret)")
+    if new_keys == old_keys[:1] and len(old_keys) > 1:
+        return ("the old key dropped (NEW alone): only safe once `airflow rotate-fernet-key` ran with NEW,OLD "
+                "(README, Rotating a secret)")
+    return FERNET_WARNING
+
+
+def _secrets(changes: list[ObjectChange], ref_values: RefValues | None = None) -> list[str]:
     lines = []
     # Only the secrets checksum of a pod changed: what it reads is the same, the values are new.
     readers = sorted(_component(c) for c in changes if c.kind in WORKLOAD_KINDS and c.status == "changed"
@@ -317,7 +341,7 @@ def _secrets(changes: list[ObjectChange]) -> list[str]:
                 rotated_any = True
                 line = f"secret rotated: {change.label} {key} (ref {f.new}), value changed"
                 if key == "fernet-key":
-                    line += f"; the fernet key: {FERNET_WARNING}"
+                    line += f"; the fernet key: {_fernet_rotation(str(f.new), ref_values)}"
                 lines.append(line)
         if change.kind == "ExternalSecret":
             for f in change.fields:
@@ -334,7 +358,7 @@ def _secrets(changes: list[ObjectChange]) -> list[str]:
     return lines
 
 
-def analyse(changes: list[ObjectChange], env_status: str = "changed") -> Impact:
+def analyse(changes: list[ObjectChange], env_status: str = "changed", ref_values: RefValues | None = None) -> Impact:
     impact = Impact()
     if env_status == "removed":
         impact.lines.append("environment removed: its workloads are deleted; the namespace and claims are kept "
@@ -351,5 +375,5 @@ def analyse(changes: list[ObjectChange], env_status: str = "changed") -> Impact:
         impact.lines += _rolls(changes)
     impact.lines += _dag_sources(changes)
     impact.lines += _service_types(changes)
-    impact.lines += _secrets(changes)
+    impact.lines += _secrets(changes, ref_values)
     return impact

@@ -37,7 +37,7 @@ ABSENT: Any = _Missing()
 HASHED_NAME = re.compile(r"^(?P<stem>.+)-(?P<hash>[0-9a-f]{10})$")
 REF_TAG = re.compile(r"\?\{(?P<backend>[\w-]+):(?P<path>[^}:|]+)(?P<rest>[^}]*)\}")
 SECRET_KINDS = {"Secret"}
-LIST_KEYS = ("name", "mountPath", "secretKey", "containerPort", "key", "path")
+LIST_KEYS = ("name", "mountPath", "secretKey", "containerPort", "key", "path", "namespace")
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,8 @@ def _envs_at(root: Path, commit: str) -> set[str]:
     return {Path(p).name for p in out.split("\0") if p}
 
 
-def _envs_on_disk(root: Path) -> set[str]:
-    compiled = root / COMPILED
+def _envs_on_disk(root: Path, folder: str = COMPILED) -> set[str]:
+    compiled = root / folder
     return {p.name for p in compiled.iterdir() if p.is_dir()} if compiled.is_dir() else set()
 
 
@@ -155,4 +155,24 @@ def against_working_tree(root: Path, base: str, targets: list[str] | None = None
             continue
         env, rest = _split(path)
         pair.files.setdefault(env, []).append(ChangedFile(env, rest, old, new))
+    return pair
+
+
+def _files_under(compiled: Path) -> dict[str, Path]:
+    return {str(p.relative_to(compiled)): p for p in compiled.rglob("*") if p.is_file()} if compiled.is_dir() else {}
+
+
+def between_directories(old: Path, new: Path, old_label: str, new_label: str) -> TreePair:
+    """Two compiled/ trees on disk (compiled/ and a compile of a proposed inventory), byte for byte."""
+    pair = TreePair(base=old_label, head=new_label, base_envs=_envs_on_disk(old.parent, old.name),
+                    head_envs=_envs_on_disk(new.parent, new.name))
+    old_files, new_files = _files_under(old), _files_under(new)
+    for path in sorted(old_files.keys() | new_files.keys()):
+        if "/" not in path:
+            continue
+        before = old_files[path].read_bytes() if path in old_files else None
+        after = new_files[path].read_bytes() if path in new_files else None
+        if before != after:
+            env, rest = path.split("/", 1)
+            pair.files.setdefault(env, []).append(ChangedFile(env, rest, before, after))
     return pair

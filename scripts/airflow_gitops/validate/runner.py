@@ -34,12 +34,17 @@ class Report:
         return all(o.status != "fail" for per_target in self.outcomes.values() for o in per_target.values())
 
 
-def context_for(root: Path, environments: list[str] | None) -> Context:
+def context_for(root: Path, environments: list[str] | None, include_bootstrap: bool | None = None) -> Context:
+    """Every environment and the bootstrap when none is named; else those named (and the bootstrap
+    when asked)."""
     known = inventory.list_targets(root)
     unknown = [e for e in environments or [] if e not in known]
     if unknown:
         raise InventoryError(f"inventory/targets/{unknown[0]}.yml: no such environment (known: {', '.join(known)})")
-    ctx = Context(root=root, environments=list(environments or known), include_bootstrap=not environments)
+    if environments is not None and not environments and not include_bootstrap:
+        raise InventoryError("nothing to validate: no environment and not the bootstrap")
+    ctx = Context(root=root, environments=list(known if environments is None else environments),
+                  include_bootstrap=not environments if include_bootstrap is None else include_bootstrap)
     for env in ctx.environments:
         try:
             params = inventory.airflow_parameters(root, env)
@@ -48,8 +53,9 @@ def context_for(root: Path, environments: list[str] | None) -> Context:
             ctx.inventory_errors[env] = str(error)
             continue
         ctx.parameters[env] = params
-        try:  # a reference to another environment, which the schema cannot check
+        try:  # references to other environments, which the schema cannot check
             inventory.promoted_from(root, env, params)
+            inventory.promotion_source(root, env, params)
         except InventoryError as error:
             ctx.inventory_errors[env] = str(error)
     return ctx
@@ -65,9 +71,9 @@ def _run_one(check: ModuleType, ctx: Context) -> dict[str, Outcome]:
 
 
 def validate(root: Path, environments: list[str] | None = None, checks: list[str] | None = None,
-             progress=sys.stderr) -> Report:
+             progress=sys.stderr, include_bootstrap: bool | None = None) -> Report:
     start = time.perf_counter()
-    ctx = context_for(root, environments)
+    ctx = context_for(root, environments, include_bootstrap)
     chosen = [c for c in CHECKS if not checks or c.NAME in checks]
     outcomes: dict[str, dict[str, Outcome]] = {}
     with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
