@@ -54,9 +54,13 @@ def test_pod_template_without_base_container_is_rejected(manifests, airflow_env)
 
 def test_committed_option_list_is_what_airflow_describes(airflow_env, tmp_path):
     from airflow_gitops import config_options
-    sections = config_options.describe_options(airflow_env, tmp_path)
-    committed = config_options.options_file(REPO, "3.3.2").read_text()
-    assert committed == config_options.render("3.3.2", sections), "run `airflow-gitops config-options --version 3.3.2`"
+    options = config_options.describe(airflow_env, tmp_path)
+    fix = "run `airflow-gitops config-options --version 3.3.2`"
+    assert config_options.options_file(REPO, "3.3.2").read_text() == config_options.render("3.3.2", options), fix
+    assert config_options.retired_file(REPO, "3.3.2").read_text() == config_options.render_retired("3.3.2", options), fix
+    # What upgrades are told about: a rename with its replacement, and a removal (from `airflow config lint`).
+    assert options.renamed[("scheduler", "running_metrics_interval")] == ("scheduler", "ti_metrics_interval", "3.2.0")
+    assert options.removed[("core", "check_slas")].startswith("The SLA feature is removed in Airflow 3.0")
 
 
 def test_check_airflow_command_accepts_every_committed_environment(airflow_env):

@@ -54,7 +54,11 @@ def test_a_recompile_with_nothing_changed_writes_no_file(scratch_repo):
     before = identities(scratch_repo / "compiled")
     result = compile_step(scratch_repo)
     assert result.returncode == 0, result.stderr
-    assert "(0 files written or removed)" in result.stdout
+    assert "compiled/ is up to date: no environment's inputs changed since the last compile" in result.stdout
+    assert identities(scratch_repo / "compiled") == before
+    result = compile_step(scratch_repo, "--all")  # everything compiled again, nothing written
+    assert result.returncode == 0, result.stderr
+    assert "compiled every environment into compiled/ (0 files written or removed)" in result.stdout
     assert identities(scratch_repo / "compiled") == before
 
 
@@ -184,3 +188,14 @@ def test_a_stopped_compile_stops_kapitan_and_removes_its_scratch(scratch_repo, t
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr
     assert list(scratch.iterdir()) == []
+
+
+def test_the_cli_lists_every_subcommand_it_builds_alone():
+    """main() builds only the subcommand being run (sync-dags' start-up); COMMANDS must name them all."""
+    from airflow_gitops import cli
+
+    subcommands = next(a for a in cli.build_parser()._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert tuple(subcommands.choices) == cli.COMMANDS
+    for name in cli.COMMANDS:
+        assert tuple(next(a for a in cli.build_parser(name)._actions
+                          if isinstance(a, __import__("argparse")._SubParsersAction)).choices) == (name,)

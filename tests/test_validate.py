@@ -226,6 +226,26 @@ def test_airflow_check_refuses_an_option_airflow_does_not_know(repo_copy):
     assert "core" in outcomes["staging"].reasons[0] and "paralelism" in outcomes["staging"].reasons[0]
 
 
+def test_airflow_check_asks_airflow_once_per_accepted_text_and_never_remembers_a_refusal(repo_copy, monkeypatch, tmp_path):
+    from airflow_gitops import airflow_checks
+
+    monkeypatch.setenv("AIRFLOW_GITOPS_CACHE", str(tmp_path / "cache"))
+    # The Airflow environment itself is shared (no fresh install): link it into this cache.
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "airflow-envs").symlink_to(REPO / ".cache" / "airflow-envs")
+    ctx = context_for(repo_copy, ["staging"])
+    assert airflow_config.run(ctx)["staging"].status == "ok"  # Airflow asked, and accepted
+    asked = []
+    monkeypatch.setattr(airflow_checks, "check_airflow_cfg", lambda *a, **k: asked.append(a) or (_ for _ in ()).throw(
+        airflow_checks.AirflowCheckError("asked again")))
+    assert airflow_config.run(ctx)["staging"].status == "ok" and asked == []  # the same bytes: not asked again
+    config = next((repo_copy / "compiled" / "staging").rglob("configmap-airflow-config.yaml"))
+    edit_yaml(config, lambda o: o["data"].update({"airflow.cfg": o["data"]["airflow.cfg"] + "\n"}))
+    outcome = airflow_config.run(ctx)["staging"]
+    assert outcome.status == "fail" and outcome.reasons == ["asked again"] and len(asked) == 1
+    assert airflow_config.run(ctx)["staging"].status == "fail" and len(asked) == 2  # a refusal is asked again
+
+
 def test_validate_exits_non_zero_and_tables_the_stale_environment(repo_copy):
     next((repo_copy / "compiled" / "prod").rglob("deployment-airflow-api-server.yaml")).write_text("edited: by hand\n")
     result = subprocess.run([CLI, "validate", "--check", "inventory", "--check", "up-to-date"], cwd=repo_copy,
@@ -260,3 +280,35 @@ def test_secrets_check_fails_a_fernet_key_airflow_cannot_use_and_accepts_a_rotat
     # NEW,OLD as the README's rotation writes it: the Secret appends the first key's `=`.
     write_ref(repo_copy, "targets/dev/fernet_key", f"{new[:-1]}=,{old}", tmp_path)
     assert secrets_scan.run(context_for(repo_copy, ["dev"]))["dev"].status == "ok"
+
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+@pytest.mark.slow
+def test_validate_changed_checks_the_changed_environments_and_still_sees_an_uncompiled_edit(repo_copy):
+    import os
+
+    env = {**os.environ, **GIT_ENV}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(["git", *args], cwd=repo_copy, check=True, env=env)
+    staging = repo_copy / "inventory/targets/staging.yml"
+    staging.write_text(staging.read_text() + "    scheduler:\n      replicas: 3\n")
+    assert subprocess.run([CLI, "compile"], cwd=repo_copy, capture_output=True).returncode == 0
+    result = subprocess.run([CLI, "validate", "--changed"], cwd=repo_copy, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validate --changed: compiled output differs from " in result.stderr and "for: staging (" in result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:9]}
+    assert result.stdout.splitlines()[0].split() == ["check", "dev", "prod", "staging", "bootstrap"]
+    assert rows["up-to-date"] == ["ok", "ok", "ok", "ok"] and rows["inventory"] == ["ok", "ok", "ok", "-"]
+    assert rows["airflow"] == ["-", "-", "ok", "-"] and rows["security-policy"] == ["-", "-", "ok", "-"]
+    # An edit that was not compiled leaves compiled/ as it was: up-to-date, which covers every
+    # environment, still fails it.
+    dev = repo_copy / "inventory/targets/dev.yml"
+    dev.write_text(dev.read_text().replace("ref: main", "ref: develop"))
+    result = subprocess.run([CLI, "validate", "--changed", "--json", "--quiet"], cwd=repo_copy, capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["checks"]["up-to-date"]["dev"]["status"] == "fail"
+    base = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo_copy, capture_output=True, text=True).stdout.strip()
+    assert report["checks"]["airflow"]["dev"] == {"status": "skip", "reasons": [f"compiled output unchanged since {base}"]}

@@ -147,12 +147,50 @@ def fresh_compile(root: Path, targets: list[str] | None = None) -> Iterator[Fres
         yield FreshCompile(scratch / "compiled", every_target)
 
 
-def compile_targets(root: Path, targets: list[str] | None = None) -> int:
+class CompileSummary(NamedTuple):
+    changes: int  # files written or removed in compiled/
+    compiled: list[str] | None  # the targets compiled; None: every one
+
+
+def compile_targets(root: Path, targets: list[str] | None = None, every: bool = False) -> CompileSummary:
     """`kapitan compile`, with compiled/ updated file by file (compiled_tree explains why): what a
-    plain `kapitan compile` leaves, and a failed compile changes nothing. Returns how many files
-    were written or removed."""
+    plain `kapitan compile` leaves, and a failed compile changes nothing. Without `targets`, only
+    the environments whose inputs changed since the last compile, or whose folder no longer holds
+    what it left (compile_inputs explains how that is traced), are compiled: the bytes are those
+    of a full compile. `every`: compile them all, whatever the record says."""
+    from . import compile_inputs
+
     for name in targets or []:
         compiled_tree.target_folder(name)  # a bad name is refused before anything runs
+    state = compile_inputs.load_state(root)
+    if not targets and not every:
+        try:
+            stale = compile_inputs.stale_targets(root, compile_inputs.input_digests(root), state)
+        except compile_inputs.Untraceable:
+            stale = None
+        gone = _folders_of_removed_targets(root)
+        if stale is not None and not gone and not stale:
+            return CompileSummary(0, [])
+        if stale is not None and not gone:
+            targets = stale
     with fresh_compile(root, targets) as fresh:
         # A full compile also removes the folders of targets no longer in the inventory.
-        return compiled_tree.update(fresh.tree, root / "compiled", None if fresh.every_target else targets)
+        full = fresh.every_target
+        changes = compiled_tree.update(fresh.tree, root / "compiled", None if full else targets)
+    try:  # after the compile: a new environment's refs are among its inputs
+        inputs = compile_inputs.input_digests(root)
+    except compile_inputs.Untraceable:
+        return CompileSummary(changes, None if full else targets)
+    compile_inputs.save_state(root, inputs, list(inputs) if full else list(targets or []), {} if full else state)
+    return CompileSummary(changes, None if full else targets)
+
+
+def _folders_of_removed_targets(root: Path) -> list[str]:
+    """Top-level folders of compiled/ that no target compiles into any more."""
+    compiled = root / "compiled"
+    if not compiled.is_dir():
+        return []
+    from . import compile_inputs
+
+    expected = {compiled_tree.target_folder(t).parts[0] for t in compile_inputs.Inventory.read(root).targets}
+    return sorted(p.name for p in compiled.iterdir() if p.name not in expected)

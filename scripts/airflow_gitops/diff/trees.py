@@ -176,3 +176,13 @@ def between_directories(old: Path, new: Path, old_label: str, new_label: str) ->
             env, rest = path.split("/", 1)
             pair.files.setdefault(env, []).append(ChangedFile(env, rest, before, after))
     return pair
+
+
+def changed_environments(root: Path, base: str | None = None) -> tuple[list[str], str]:
+    """The environments whose compiled/ folder in the working tree differs from `base` (default:
+    the merge base with the default branch), with the base's short name; environments gone from
+    the working tree are left out (nothing to check)."""
+    base_id = resolve(root, base, "--base") if base else default_base(root)
+    pair = against_working_tree(root, base_id)
+    changed = sorted((set(pair.files) | (pair.head_envs - pair.base_envs)) & pair.head_envs)
+    return changed, base or base_id[:12]

@@ -58,6 +58,8 @@ def _source_committed(root: Path, source: str) -> str:
         changed = ", ".join(line[3:] for line in status.stdout.splitlines()[:5])
         raise LifecycleError(f"uncommitted changes to the inventory or compiled/{source} ({changed}): commit them first, "
                              f"so that the promotion names the commit {source}'s release was tested at")
+    if gitcli.run("var", "GIT_COMMITTER_IDENT", cwd=root, check=False).returncode != 0:
+        raise LifecycleError("git has no committer identity here (user.name, user.email): a promotion is recorded in a commit")
     return gitcli.run("rev-parse", "HEAD", cwd=root).stdout.strip()
 
 

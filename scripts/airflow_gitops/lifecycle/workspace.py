@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import compiled_tree
+from .. import compile_inputs, compiled_tree
 from ..errors import CompileError
 from ..kapitan_runner import copy_compile_inputs, kapitan_compile
 from ..venvs import cache_dir
@@ -168,4 +168,10 @@ def apply(root: Path, change: Change, result: Result) -> list[str]:
             touched.append(path)
     compiled_tree.update(result.compiled, root / "compiled", None)
     touched.append("compiled/")
+    # compiled/ is now a full compile of the repository's inputs: the next `make compile` has nothing to do.
+    try:
+        inputs = compile_inputs.input_digests(root)
+        compile_inputs.save_state(root, inputs, list(inputs), {})
+    except compile_inputs.Untraceable:
+        pass
     return touched

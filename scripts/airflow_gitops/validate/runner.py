@@ -70,17 +70,43 @@ def _run_one(check: ModuleType, ctx: Context) -> dict[str, Outcome]:
     return {t: outcomes.get(t, Outcome.skipped("does not apply")) for t in ctx.targets}
 
 
+# Checks that cover every environment even with --changed: a change of the inventory that was not
+# compiled, or of dags/, leaves compiled/ as it was, and only these would notice (the DAG check
+# remembers what it imported, so unchanged DAGs cost little).
+WHOLE_REPOSITORY_CHECKS = ("inventory", "up-to-date", "dags")
+
+
+def _narrowed(ctx: Context, environments: list[str]) -> Context:
+    """The same context for some of its environments (and the bootstrap)."""
+    return Context(root=ctx.root, environments=environments, include_bootstrap=ctx.include_bootstrap,
+                   parameters={e: ctx.parameters[e] for e in environments},
+                   inventory_errors={e: r for e, r in ctx.inventory_errors.items() if e in environments})
+
+
+def _unchanged(ctx: Context, outcomes: dict[str, Outcome], why: str) -> dict[str, Outcome]:
+    return {t: outcomes.get(t, Outcome.skipped(why)) for t in ctx.targets}
+
+
 def validate(root: Path, environments: list[str] | None = None, checks: list[str] | None = None,
-             progress=sys.stderr, include_bootstrap: bool | None = None) -> Report:
+             progress=sys.stderr, include_bootstrap: bool | None = None,
+             changed: tuple[list[str], str] | None = None) -> Report:
+    """Run the checks. `changed`: (the environments whose compiled output changed, the revision it
+    changed from): WHOLE_REPOSITORY_CHECKS still cover every environment, the others only those
+    (and the bootstrap)."""
     start = time.perf_counter()
     ctx = context_for(root, environments, include_bootstrap)
     chosen = [c for c in CHECKS if not checks or c.NAME in checks]
+    narrow = _narrowed(ctx, [e for e in ctx.environments if e in changed[0]]) if changed is not None else ctx
     outcomes: dict[str, dict[str, Outcome]] = {}
     with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
-        futures = {pool.submit(_run_one, check, ctx): check for check in chosen}
+        futures = {pool.submit(_run_one, check, ctx if check.NAME in WHOLE_REPOSITORY_CHECKS else narrow): check
+                   for check in chosen}
         for done, future in enumerate(as_completed(futures), 1):
             check = futures[future]
             outcomes[check.NAME] = future.result()
+            if changed is not None:
+                outcomes[check.NAME] = _unchanged(ctx, outcomes[check.NAME],
+                                                  f"compiled output unchanged since {changed[1]}")
             failed = [t for t, o in outcomes[check.NAME].items() if o.status == "fail"]
             if progress is not None:
                 state = f"FAIL ({', '.join(failed)})" if failed else "ok"

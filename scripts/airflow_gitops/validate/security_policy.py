@@ -4,6 +4,7 @@ do not apply are skipped in the committed .checkov.yaml, each with a one-line re
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +40,17 @@ def _json_documents(text: str) -> list[dict]:
     return documents
 
 
-def scan(root: Path, use_config: bool = True) -> Findings:
-    """One checkov run over every environment's manifests (its start-up dominates). checkov 3.3
-    mixes up results when given several -d directories whose files share names, so it scans
-    compiled/ and skips what is not an environment's manifests."""
+def scan(root: Path, use_config: bool = True, environments: list[str] | None = None) -> Findings:
+    """One checkov run over every environment's manifests (its start-up dominates), or only those of
+    `environments`. checkov 3.3 mixes up results when given several -d directories whose files share
+    names, so it scans compiled/ and skips what is not an environment's manifests to check."""
     args = [str(checkov_executable(root)), "--framework", "kubernetes", "--skip-download", "--quiet", "--compact",
             "-o", "json", "-d", "compiled", "--skip-path", "compiled/bootstrap", "--skip-path", "/argocd/",
             "--skip-path", "/flux/"]
+    if environments is not None:
+        others = sorted(p.name for p in (root / "compiled").iterdir() if p.is_dir() and p.name not in environments)
+        for other in others:
+            args += ["--skip-path", f"compiled/{re.escape(other)}/"]
     config = root / CONFIG
     if use_config and config.is_file():
         args += ["--config-file", str(config)]
@@ -65,13 +70,15 @@ def scan(root: Path, use_config: bool = True) -> Findings:
 
 
 def run(ctx: Context) -> dict[str, Outcome]:
-    outcomes = {}
-    findings = scan(ctx.root)
+    outcomes: dict[str, Outcome] = {}
+    if ctx.include_bootstrap:
+        outcomes[BOOTSTRAP] = Outcome.skipped("not an environment's manifests")
+    if not ctx.environments:
+        return outcomes
+    findings = scan(ctx.root, environments=ctx.environments)
     for env in ctx.environments:
         marker = f"compiled/{env}/manifests/"
         reasons = [f"{f['file_path'].lstrip('/')}: {f['check_id']} {f['check_name']}"
                    for f in findings.failed if marker in f["file_path"]]
         outcomes[env] = Outcome.failed(sorted(reasons))
-    if ctx.include_bootstrap:
-        outcomes[BOOTSTRAP] = Outcome.skipped("not an environment's manifests")
     return outcomes
