@@ -13,14 +13,18 @@ from .errors import AirflowGitopsError
 from .repo import find_root
 
 
-def _compile(args: argparse.Namespace) -> int:
+def _unwind_on_sigterm() -> None:
+    """Stopped with SIGTERM (CI timeouts, editors' task runners), unwind like Ctrl-C so that a
+    scratch directory, which may be in memory, is removed."""
     import signal
 
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _compile(args: argparse.Namespace) -> int:
     from .kapitan_runner import compile_targets
 
-    # Stopped with SIGTERM (CI timeouts, editors' task runners), unwind like Ctrl-C so that the
-    # scratch directory, which may be in memory, is removed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    _unwind_on_sigterm()
     root = find_root()
     summary = compile_targets(root, targets=args.target or None, every=args.all)
     if summary.compiled == []:
@@ -164,6 +168,7 @@ def _diff(args: argparse.Namespace) -> int:
 def _new_env(args: argparse.Namespace) -> int:
     from .lifecycle import commands
 
+    _unwind_on_sigterm()
     commands.new_env(find_root(), args.name, args.source, args.dag_ref, args.set or [], args.dry_run, sys.stdout)
     return 0
 
@@ -171,6 +176,7 @@ def _new_env(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from .lifecycle import commands
 
+    _unwind_on_sigterm()
     commands.promote(find_root(), args.source, args.destination, args.key or [], args.dry_run, sys.stdout)
     return 0
 
@@ -178,6 +184,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _upgrade(args: argparse.Namespace) -> int:
     from .lifecycle import commands
 
+    _unwind_on_sigterm()
     commands.upgrade(find_root(), args.target, args.to, args.image_tag, args.dry_run, sys.stdout)
     return 0
 
@@ -185,6 +192,7 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _remove_env(args: argparse.Namespace) -> int:
     from .lifecycle import commands
 
+    _unwind_on_sigterm()
     commands.remove_env(find_root(), args.name, args.dry_run, sys.stdout)
     return 0
 

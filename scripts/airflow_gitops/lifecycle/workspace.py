@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ def _remove(path: Path) -> None:
 def compiled_result(root: Path, change: Change) -> Iterator[Result]:
     """Compile the inventory `change` proposes, in a scratch copy removed afterwards. A failed
     compile raises LifecycleError with kapitan's reason; the repository is untouched either way."""
+    print("compiling the changed inventory beside the repository, then validating the result...", file=sys.stderr, flush=True)
     with compiled_tree.scratch_directory() as scratch:
         work = scratch / "repository"
         work.mkdir()
