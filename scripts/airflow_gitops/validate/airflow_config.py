@@ -38,9 +38,12 @@ def check_environment(ctx: Context, env: str) -> Outcome:
     airflow = ensure_airflow(ctx.root, params["version"])
     # How Airflow's code reads each option, recorded per version (the compile's own check reads it too).
     kinds = config_options.options_file(ctx.root, params["version"])
-    cfg_text = airflow_checks.extract_configmap_file(config, "airflow.cfg")
     template = airflow_checks.find_manifest(manifests, "configmap-airflow-pod-template.yaml")
-    template_text = airflow_checks.extract_configmap_file(template, "pod_template.yaml") if template is not None else None
+    try:
+        cfg_text = airflow_checks.extract_configmap_file(config, "airflow.cfg")
+        template_text = airflow_checks.extract_configmap_file(template, "pod_template.yaml") if template is not None else None
+    except AirflowCheckError as error:  # a ConfigMap without its file: nothing to ask Airflow
+        return Outcome.failed([str(error)])
     # Airflow takes seconds to start, three times per environment: texts it accepted once (the same
     # bytes, Airflow environment and option kinds) are accepted again without asking. Refusals are
     # never remembered.
