@@ -173,3 +173,8 @@ def airflow_parameters(root: Path, target: str, cache: Path | None = None) -> di
     if "airflow" not in params:
         raise InventoryError(f"inventory/targets/{target}.yml: parameters.airflow is missing: include the class airflow.defaults")
     return params["airflow"]
+
+
+def parameters_of_others(root: Path, target: str, cache: Path) -> dict[str, dict[str, Any]]:
+    """parameters.airflow of every environment but `target` (what refers to it, what it shares)."""
+    return {other: airflow_parameters(root, other, cache=cache) for other in list_targets(root) if other != target}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import inventory
 from . import target_file
 from .errors import LifecycleError
 from .workspace import Change
@@ -84,10 +83,7 @@ def parse_settings(settings: list[str]) -> dict[tuple[str, ...], Any]:
 def plan(root: Path, name: str, source: str, dag_ref: str | None = None,
          settings: dict[tuple[str, ...], Any] | None = None) -> NewEnvironment:
     target_file.check_name(name)
-    known = inventory.list_targets(root)
-    if source not in known or source in target_file.NOT_ENVIRONMENTS:
-        raise LifecycleError(f"--from {source}: no environment inventory/targets/{source}.yml "
-                             f"(environments: {', '.join(t for t in known if t not in target_file.NOT_ENVIRONMENTS)})")
+    target_file.check_environment(root, source, "--from")
     for taken in (f"inventory/targets/{name}.yml", f"compiled/{name}", f"kapitan/refs/targets/{name}"):
         if (root / taken).exists():
             hint = " (left by a removed environment: delete it, or choose another name)" if "refs" in taken else ""

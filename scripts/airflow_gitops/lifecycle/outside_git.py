@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..up.sandbox import pod_specs
+from ..validate.objects import object_files
 
 KEEP_ANNOTATIONS = {
     "argocd.argoproj.io/sync-options": "Delete=false",
@@ -20,12 +21,8 @@ KEEP_ANNOTATIONS = {
 
 def manifests(compiled_env: Path) -> list[dict[str, Any]]:
     """Every object under compiled/<env>/manifests (kustomization files excluded)."""
-    objects = []
-    for path in sorted((compiled_env / "manifests").rglob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        objects += [o for o in yaml.safe_load_all(path.read_text()) if isinstance(o, dict)]
-    return objects
+    return [o for path in object_files(compiled_env / "manifests")
+            for o in yaml.safe_load_all(path.read_text()) if isinstance(o, dict)]
 
 
 def _name(obj: Mapping) -> str:

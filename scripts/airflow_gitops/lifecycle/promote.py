@@ -64,11 +64,8 @@ def _source_committed(root: Path, source: str) -> str:
 
 
 def plan(root: Path, source: str, destination: str, keys: list[str] | None = None) -> ReleasePromotion:
-    known = inventory.list_targets(root)
     for name, option in ((source, "--from"), (destination, "--to")):
-        if name not in known or name in target_file.NOT_ENVIRONMENTS:
-            raise LifecycleError(f"{option} {name}: no environment inventory/targets/{name}.yml (environments: "
-                                 f"{', '.join(t for t in known if t not in target_file.NOT_ENVIRONMENTS)})")
+        target_file.check_environment(root, name, option)
     if source == destination:
         raise LifecycleError(f"--from and --to both name {source}")
     if not (root / "compiled" / source).is_dir():

@@ -27,18 +27,12 @@ class Removal:
 
 
 def plan(root: Path, name: str) -> Removal:
-    known = inventory.list_targets(root)
     if name in target_file.NOT_ENVIRONMENTS:
         raise LifecycleError(f"{name} is not an environment: compiled/{name}/ brings every environment into a cluster")
-    if name not in known:
-        raise LifecycleError(f"{name}: no environment inventory/targets/{name}.yml (environments: "
-                             f"{', '.join(t for t in known if t not in target_file.NOT_ENVIRONMENTS)})")
+    target_file.check_environment(root, name)
     cache = cache_dir(root)
     refs_in_use: set[tuple[str, str]] = set()
-    for other in known:
-        if other in (name, *target_file.NOT_ENVIRONMENTS):
-            continue
-        params = inventory.airflow_parameters(root, other, cache=cache)
+    for other, params in inventory.parameters_of_others(root, name, cache).items():
         git_sync = params.get("dags", {}).get("git_sync", {})
         refs_in_use.add((str(git_sync.get("repo", "")), str(git_sync.get("ref", ""))))
         for key, value in (("promotion.from", params.get("promotion", {}).get("from")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -25,6 +26,16 @@ def check_name(name: str) -> None:
     if not ENVIRONMENT_NAME.match(name):
         raise LifecycleError(f"{name!r} is not a valid environment name: lowercase letters, digits and '-', starting and "
                              "ending with a letter or digit, at most 48 characters (it becomes the namespace airflow-<name>)")
+
+
+def check_environment(root: Path, name: str, option: str = "") -> None:
+    """`name` must be an environment of the inventory (`option`: the command-line flag that gave it)."""
+    from .. import inventory
+
+    known = inventory.list_targets(root)  # inventory/targets/*.yml: the bootstrap lives deeper
+    if name not in known:
+        raise LifecycleError(f"{option + ' ' if option else ''}{name}: no environment inventory/targets/{name}.yml "
+                             f"(environments: {', '.join(known)})")
 
 
 def _yaml() -> YAML:

@@ -75,10 +75,7 @@ def retired_options(root: Path, params: dict[str, Any], options: config_options.
 
 
 def plan(root: Path, target: str, to: str, image_tag: str | None = None) -> Upgrade:
-    known = inventory.list_targets(root)
-    if target not in known or target in target_file.NOT_ENVIRONMENTS:
-        raise LifecycleError(f"--target {target}: no environment inventory/targets/{target}.yml (environments: "
-                             f"{', '.join(t for t in known if t not in target_file.NOT_ENVIRONMENTS)})")
+    target_file.check_environment(root, target, "--target")
     new = versions.parse(to, "--to")
     params = inventory.airflow_parameters(root, target, cache=cache_dir(root))
     old_version = str(params["version"])
@@ -119,11 +116,6 @@ def plan(root: Path, target: str, to: str, image_tag: str | None = None) -> Upgr
     target_file.set_value(document, ("parameters", "airflow", "version"), to)
     target_file.set_value(document, ("parameters", "airflow", "image", "tag"), new_tag)
     change.writes[origin] = target_file.dump(document)
-    followers = []
-    for other in known:
-        if other in (target, *target_file.NOT_ENVIRONMENTS):
-            continue
-        other_params = inventory.airflow_parameters(root, other, cache=cache_dir(root))
-        if other_params.get("promotion", {}).get("from") == target:
-            followers.append(other)
+    followers = [other for other, other_params in inventory.parameters_of_others(root, target, cache_dir(root)).items()
+                 if other_params.get("promotion", {}).get("from") == target]
     return Upgrade(target, old_version, to, change, recorded, (old_tag, new_tag), followers)
