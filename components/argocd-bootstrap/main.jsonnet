@@ -28,7 +28,7 @@ local namespaced = [
 // And the kinds of the environments' extra_manifests, which the project must allow too.
 local extraKinds(clusterScoped) =
   local all = [
-    { group: if std.length(std.findSubstr('/', o.apiVersion)) > 0 then std.split(o.apiVersion, '/')[0] else '', kind: o.kind }
+    { group: local parts = std.split(o.apiVersion, '/'); if std.length(parts) > 1 then parts[0] else '', kind: o.kind }
     for e in environments
     for o in std.objectValues(e.extra_manifests)
   ];

@@ -3,6 +3,7 @@
 // with CeleryExecutor among the executors).
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
+local text = import 'text.libsonnet';
 
 local p = a.params;
 local c = p.celery;
@@ -18,7 +19,7 @@ local authDir = '/etc/redis/auth';
 
 // The password reaches Redis through an included file written at start (never an argument,
 // which `ps` would show, nor an environment variable).
-local redisConf = |||
+local redisConf = text.fill(|||
   bind 0.0.0.0 -::*
   port 6379
   dir /data
@@ -26,8 +27,8 @@ local redisConf = |||
   appendfsync everysec
   # Queued tasks must never be evicted.
   maxmemory-policy noeviction
-  include %s/auth.conf
-||| % authDir;
+  include %(authDir)s/auth.conf
+|||, { authDir: authDir });
 
 local redisContainer =
   k.container.new('redis', '%s:%s' % [redis.image.repository, redis.image.tag], p.image.pull_policy)

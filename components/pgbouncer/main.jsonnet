@@ -3,6 +3,7 @@
 // Job and `db clean` connect directly (they hold locks across transactions).
 local a = import 'airflow.libsonnet';
 local k = import 'k8s.libsonnet';
+local text = import 'text.libsonnet';
 
 local p = a.params;
 local b = p.database.pgbouncer;
@@ -12,29 +13,29 @@ local configDir = '/etc/pgbouncer';
 local authDir = '/etc/pgbouncer/auth';
 local passwordDir = '/run/secrets/database';
 
-local ini = |||
+local ini = text.fill(|||
   [databases]
-  %(database)s = host=%(host)s port=%(port)d dbname=%(database)s
+  %(database)s = host=%(host)s port=%(port)s dbname=%(database)s
 
   [pgbouncer]
   listen_addr = *
-  listen_port = %(listenPort)d
+  listen_port = %(listenPort)s
   unix_socket_dir =
   auth_type = scram-sha-256
   auth_file = %(authDir)s/users.txt
   pool_mode = %(poolMode)s
-  max_client_conn = %(maxClientConn)d
-  default_pool_size = %(poolSize)d
+  max_client_conn = %(maxClientConn)s
+  default_pool_size = %(poolSize)s
   server_tls_sslmode = %(sslmode)s
   ignore_startup_parameters = extra_float_digits
   ; Airflow's async engine (asyncpg) prepares statements: tracked per server connection.
   max_prepared_statements = 200
   log_connections = 0
   log_disconnections = 0
-||| % {
+|||, {
   database: u.database, host: u.host, port: u.port, listenPort: a.pgbouncerPort, authDir: authDir,
   poolMode: b.pool_mode, maxClientConn: b.max_client_conn, poolSize: b.default_pool_size, sslmode: u.sslmode,
-};
+});
 
 local image = '%s:%s' % [b.image.repository, b.image.tag];
 local passwordKey = if p.database.mode == 'bundled' then 'password' else p.database.external.password_key;

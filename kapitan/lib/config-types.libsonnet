@@ -15,6 +15,8 @@
 // {{ templates }}), and text with characters outside printable ASCII (Python's int() reads
 // non-ASCII digits and spaces).
 
+local textLib = import 'text.libsonnet';
+
 // The text of airflow.cfg, as config.libsonnet renders a value.
 local iniValue(v) = if std.isBoolean(v) then (if v then 'True' else 'False') else std.toString(v);
 
@@ -24,7 +26,7 @@ local parsed = { boolean: true, integer: true, float: true, timedelta: true };
 local checkable(value, text) =
   !std.isString(value)
   || (std.all([(c >= ' ' && c <= '~') || c == '\t' for c in std.stringChars(text)])
-      && !std.member(text, '$') && !std.member(text, '%') && std.findSubstr('{{', text) == []);
+      && !textLib.contains(text, '$') && !textLib.contains(text, '%') && !textLib.contains(text, '{{'));
 
 local isDigits(s) = s != '' && std.all([c >= '0' && c <= '9' for c in std.stringChars(s)]);
 // Python's digit groups: an underscore only between digits (1_000).

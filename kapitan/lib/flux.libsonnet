@@ -3,8 +3,8 @@
   // Flux takes http(s):// and ssh:// URLs only: git@host:path becomes ssh://git@host/path.
   url(repoUrl)::
     if std.startsWith(repoUrl, 'git@') then
-      local at = std.findSubstr(':', repoUrl)[0];
-      'ssh://%s/%s' % [std.substr(repoUrl, 0, at), std.substr(repoUrl, at + 1, std.length(repoUrl))]
+      local hostAndPath = std.splitLimit(repoUrl, ':', 1);
+      'ssh://' + hostAndPath[0] + '/' + hostAndPath[1]
     else repoUrl,
 
   // This repository, at `branch`, as a Flux source.

@@ -2,6 +2,7 @@
 // kapitan/schemas/airflow.schema.json first, so that a plain `kapitan compile` refuses a bad
 // inventory with a message naming the target file, the key and what is allowed.
 local kap = import 'lib/kapitan.libjsonnet';
+local text = import 'text.libsonnet';
 // The schema goes to the validator as text (no re-serialisation on every compile); it is
 // parsed only to explain an error.
 local schemaText = importstr 'kapitan/schemas/airflow.schema.json';
@@ -212,7 +213,8 @@ local combinationErrors(airflow) = [
 local placeholderHosts = ['example.com', 'example.org', 'example.net', '/example/', ':example/'];
 local productionErrors(airflow) =
   local repoUrl = airflow.gitops.repo_url;
-  local placeholder = [h for h in placeholderHosts if std.length(std.findSubstr(h, std.asciiLower(repoUrl))) > 0];
+  local lowerUrl = std.asciiLower(repoUrl);
+  local placeholder = [h for h in placeholderHosts if text.contains(lowerUrl, h)];
   local rwxClaims = [
     c for c in [
       if airflow.logs.persistence == 'pvc' then { key: 'logs.pvc', what: 'the task logs claim' },
