@@ -16,7 +16,7 @@ local specDir = '/opt/airflow/objects';
 
 // Every secret value, by the file it becomes: refs/<ref path with / as __>, or
 // secrets/<Secret>/<key>.
-local fileOf(v) = if std.objectHas(v, 'ref') then 'ref-' + std.strReplace(v.ref, '/', '__') else 'secret-%s-%s' % [v.secret_name, v.secret_key];
+local fileOf(v) = if std.objectHas(v, 'ref') then 'ref-' + std.strReplace(v.ref, '/', '__') else 'secret-' + v.secret_name + '-' + v.secret_key;
 local secretValues =
   [c.password for c in std.objectValues(p.connections) if std.objectHas(c, 'password')]
   + [v.secret for v in std.objectValues(p.variables) if std.objectHas(v, 'secret')];

@@ -31,7 +31,7 @@ local redisConf = text.fill(|||
 |||, { authDir: authDir });
 
 local redisContainer =
-  k.container.new('redis', '%s:%s' % [redis.image.repository, redis.image.tag], p.image.pull_policy)
+  k.container.new('redis', redis.image.repository + ':' + redis.image.tag, p.image.pull_policy)
   + k.container.withCommand(['redis-server', '/etc/redis/redis.conf'])
   + k.container.withPorts([k.container.containerPort('redis', 6379)])
   + k.container.withProbes(
@@ -51,7 +51,7 @@ local redisContainer =
   + k.container.withRestrictedSecurityContext(redisUid, redisUid, true);
 
 local writeAuth =
-  k.container.new('write-auth', '%s:%s' % [redis.image.repository, redis.image.tag], p.image.pull_policy)
+  k.container.new('write-auth', redis.image.repository + ':' + redis.image.tag, p.image.pull_policy)
   + k.container.withCommand(['sh', '-c', 'umask 077 && printf "requirepass %%s\\n" "$(cat %s/redis-password)" > %s/auth.conf' % [passwordDir, authDir]])
   + k.container.withVolumeMounts([k.container.mount('auth', authDir), k.container.mount('password', passwordDir, readOnly=true)])
   + k.container.withResources({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } })
@@ -126,8 +126,8 @@ local celeryTasks =
   if a.executors[0] == 'CeleryExecutor' then "(executor IS NULL OR executor = 'CeleryExecutor')"
   else "executor = 'CeleryExecutor'";
 local kedaQuery =
-  "SELECT ceil(COUNT(*)::decimal / %d) FROM task_instance WHERE state IN ('queued', 'running') AND queue IN (%s) AND %s"
-  % [w.concurrency, std.join(', ', ["'%s'" % q for q in w.queues]), celeryTasks];
+  'SELECT ceil(COUNT(*)::decimal / ' + w.concurrency + ") FROM task_instance WHERE state IN ('queued', 'running') AND queue IN ("
+  + std.join(', ', ["'" + q + "'" for q in w.queues]) + ') AND ' + celeryTasks;
 local dbPasswordKey = if p.database.mode == 'bundled' then 'password' else p.database.external.password_key;
 
 local keda = [

@@ -20,15 +20,15 @@ local p = a.params;
 local g = p.gitops;
 local f = g.flux;
 local name = 'airflow-' + p.environment;
-local manifests = 'compiled/%s/manifests' % p.environment;
+local manifests = 'compiled/' + p.environment + '/manifests';
 
 local source = flux.gitRepository(name, f.namespace, a.labels('gitops'), g);
 
 local kustomization(step, dependsOn, extra) =
-  flux.kustomization('%s-%s' % [name, step], f.namespace, a.labels('gitops'), source,
-                     './%s/%s' % [manifests, step], f.interval, f.timeout) + {
+  flux.kustomization(name + '-' + step, f.namespace, a.labels('gitops'), source,
+                     './' + manifests + '/' + step, f.interval, f.timeout) + {
     spec+: { targetNamespace: p.namespace }
-           + (if dependsOn == null then {} else { dependsOn: [{ name: '%s-%s' % [name, dependsOn] }] })
+           + (if dependsOn == null then {} else { dependsOn: [{ name: name + '-' + dependsOn }] })
            + extra,
   };
 

@@ -18,7 +18,7 @@ local uid = 65534;  // the exporter image's nobody
 local mappingsYaml = std.manifestYamlDoc({ mappings: s.extra_mappings }, indent_array_in_object=true, quote_keys=false) + '\n';
 
 local exporter =
-  k.container.new('statsd-exporter', '%s:%s' % [s.image.repository, s.image.tag], p.image.pull_policy)
+  k.container.new('statsd-exporter', s.image.repository + ':' + s.image.tag, p.image.pull_policy)
   + k.container.withArgs([
     '--statsd.mapping-config=/etc/statsd-exporter/mappings.yml',
     '--statsd.listen-udp=:9125',

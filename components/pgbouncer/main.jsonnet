@@ -37,7 +37,7 @@ local ini = text.fill(|||
   poolMode: b.pool_mode, maxClientConn: b.max_client_conn, poolSize: b.default_pool_size, sslmode: u.sslmode,
 });
 
-local image = '%s:%s' % [b.image.repository, b.image.tag];
+local image = b.image.repository + ':' + b.image.tag;
 local passwordKey = if p.database.mode == 'bundled' then 'password' else p.database.external.password_key;
 
 // users.txt holds the one user's password (PgBouncer logs in to the database with it): written

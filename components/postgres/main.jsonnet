@@ -38,7 +38,7 @@ local setPassword = |||
 |||;
 
 local container =
-  k.container.new('postgres', '%s:%s' % [db.image.repository, db.image.tag], p.image.pull_policy)
+  k.container.new('postgres', db.image.repository + ':' + db.image.tag, p.image.pull_policy)
   + k.container.withEnv([
     k.container.envValue('POSTGRES_USER', db.user),
     k.container.envValue('POSTGRES_DB', db.database),

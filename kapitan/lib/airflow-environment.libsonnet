@@ -54,13 +54,13 @@ local executors = std.split(p.executor, ',');
   namespace: ns,
   paths: paths,
   names: names,
-  image: '%s:%s' % [p.image.repository, p.image.tag],
+  image: p.image.repository + ':' + p.image.tag,
   executors: executors,
   isKubernetesExecutor: std.member(executors, 'KubernetesExecutor'),
   isCeleryExecutor: std.member(executors, 'CeleryExecutor'),
   isLocalExecutor: std.member(executors, 'LocalExecutor'),
   isBundle: p.dags.mode == 'bundle',
-  apiServerUrl: 'http://%s.%s.svc.cluster.local:%d' % [names.apiServer, ns, p.api_server.service.port],
+  apiServerUrl: 'http://' + names.apiServer + '.' + ns + '.svc.cluster.local:' + p.api_server.service.port,
   // Annotations of what holds data (the namespace, claims): neither engine prunes it when it
   // leaves Git, nor deletes it with the environment (Argo CD Application deleted, Flux
   // Kustomization pruned).

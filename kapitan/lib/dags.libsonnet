@@ -97,7 +97,7 @@ local gitSyncHttpPort = 8081;
   // git-sync as an init container (`oneTime`) or a sidecar.
   gitSync(name, oneTime)::
     local g = p.dags.git_sync;
-    k.container.new(name, '%s:%s' % [g.image.repository, g.image.tag], p.image.pull_policy)
+    k.container.new(name, g.image.repository + ':' + g.image.tag, p.image.pull_policy)
     + k.container.withEnv([
       k.container.envValue('GITSYNC_REPO', g.repo),
       k.container.envValue('GITSYNC_REF', g.ref),
@@ -109,7 +109,7 @@ local gitSyncHttpPort = 8081;
     + (if oneTime then [k.container.envValue('GITSYNC_ONE_TIME', 'true')] else [
          k.container.envValue('GITSYNC_PERIOD', g.period),
          // git-sync's HTTP endpoint answers 5xx until the first sync is done, 200 after.
-         k.container.envValue('GITSYNC_HTTP_BIND', ':%d' % gitSyncHttpPort),
+         k.container.envValue('GITSYNC_HTTP_BIND', ':' + gitSyncHttpPort),
        ])
     + (if g.auth == 'https' then [
          k.container.envSecret('GITSYNC_USERNAME', g.credentials_secret, 'GITSYNC_USERNAME'),

@@ -17,7 +17,7 @@ local secretFile = e.secretFile;
 
 // The database PgBouncer and KEDA connect to.
 local upstream =
-  if bundledDb then { host: '%s.%s.svc.cluster.local' % [names.postgres, ns], port: 5432, database: db.bundled.database, user: db.bundled.user, sslmode: 'disable' }
+  if bundledDb then { host: names.postgres + '.' + ns + '.svc.cluster.local', port: 5432, database: db.bundled.database, user: db.bundled.user, sslmode: 'disable' }
   else { host: db.external.host, port: db.external.port, database: db.external.database, user: db.external.user, sslmode: db.external.sslmode };
 
 // A URL around the content of a password file, percent-encoded (an external database's password
@@ -32,9 +32,9 @@ local prefixedUrlCmd(prefix, file) =
 // Celery result backend's `db+`). `direct` bypasses PgBouncer (migrations hold a session lock).
 local databaseUrlCmd(prefix='', direct=false) =
   if pgbouncer && !direct then
-    passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@%s.%s.svc.cluster.local:%d/%s' % [names.pgbouncer, ns, pgbouncerPort, upstream.database], 'database-password')
+    passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@' + names.pgbouncer + '.' + ns + '.svc.cluster.local:' + pgbouncerPort + '/' + upstream.database, 'database-password')
   else if bundledDb then
-    passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@%s:5432/%s' % [upstream.host, upstream.database], 'database-password')
+    passwordUrlCmd(prefix + 'postgresql+psycopg2://' + dbUser + ':', '@' + upstream.host + ':5432/' + upstream.database, 'database-password')
   else if prefix == '' then e.catSecret('sql-alchemy-conn')
   else prefixedUrlCmd(prefix, 'sql-alchemy-conn');
 
@@ -52,7 +52,7 @@ local databaseUrlCmd(prefix='', direct=false) =
   brokerUrlEnv:
     [k.container.envValue('AIRFLOW__CELERY__BROKER_URL_CMD',
                           if p.celery.broker.mode == 'bundled' then
-                            passwordUrlCmd('redis://:', '@%s.%s.svc.cluster.local:6379/0' % [names.redis, ns], 'redis-password')
+                            passwordUrlCmd('redis://:', '@' + names.redis + '.' + ns + '.svc.cluster.local:6379/0', 'redis-password')
                           else e.catSecret('celery-broker-url'))],
 
   // [celery] result_backend: the metadata database (`db+`).

@@ -12,7 +12,7 @@ local metricsConfig =
   local m = p.metrics;
   if m.mode == 'statsd' then {
     metrics: {
-      statsd_on: 'True', statsd_host: '%s.%s.svc.cluster.local' % [names.statsd, ns], statsd_port: 9125, statsd_prefix: 'airflow',
+      statsd_on: 'True', statsd_host: names.statsd + '.' + ns + '.svc.cluster.local', statsd_port: 9125, statsd_prefix: 'airflow',
       // Tags as InfluxDB-style fields, which the exporter turns into labels; not also the legacy
       // names with the tags inside them (one series per DAG and task).
       statsd_influxdb_enabled: 'True', legacy_names_on: 'False',

@@ -13,7 +13,7 @@ local bundledDb = db.mode == 'bundled';
 
 // Refs are generated once on first compile (||random) and committed under kapitan/refs;
 // compiled/ only ever holds the tag, revealed at apply time.
-local ref(name, generator='random:str:43') = '?{base64:targets/%s/%s||%s}' % [env, name, generator];
+local ref(name, generator='random:str:43') = '?{base64:targets/' + env + '/' + name + '||' + generator + '}';
 
 local fromStore = p.secrets.mode == 'external-secrets';
 local pgbouncer = db.pgbouncer.enabled;
@@ -59,7 +59,7 @@ local filesOf(needs) =
 
 // What changes when a value changes: the ref file's content (Kapitan writes it on the first
 // compile: until then, nothing), or the store key and secrets.generation.
-local refPath(name) = 'kapitan/refs/targets/%s/%s' % [env, name];
+local refPath(name) = 'kapitan/refs/targets/' + env + '/' + name;
 local valueIdentity(refName, storeKey) =
   if fromStore then p.secrets.external_secrets.key_prefix + '/' + storeKey
   // The ref's data field, not the file's bytes: a checkout with other line endings is the same ref.
@@ -96,7 +96,7 @@ local identity(file) =
   userRefSecret(name, refs, component)::
     if refs == {} then null
     else if fromStore then $.externalSecret(name, refs, component)
-    else k.secret.new(name, e.namespace, { [f]: '?{base64:targets/%s/%s}' % [env, refs[f]] for f in std.objectFields(refs) })
+    else k.secret.new(name, e.namespace, { [f]: '?{base64:targets/' + env + '/' + refs[f] + '}' for f in std.objectFields(refs) })
          + k.secret.withLabels(e.labels(component)),
 
   // Secret data: each file's key -> its Kapitan ref tag (kapitan-refs).
