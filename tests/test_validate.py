@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_repo
+from airflow_gitops import inventory
 from airflow_gitops.validate import (airflow_config, dags_check, inventory_schema, kubernetes_schemas,
                                      kustomize_build, secrets_scan, security_policy, up_to_date)
 from airflow_gitops.validate.runner import context_for
@@ -60,6 +61,29 @@ def test_inventory_check_refuses_a_promoted_from_that_names_no_environment(repo_
     outcome = inventory_schema.run(context_for(repo_copy, ["prod"]))["prod"]
     assert outcome.reasons == ["inventory/targets/prod.yml: parameters.airflow.dags.git_sync.promoted_from: 'stagin' "
                                "is not an environment (did you mean staging? known: dev, prod, staging)"]
+
+
+def test_every_environment_s_parameters_come_from_one_kapitan_call_and_equal_a_per_target_read(repo_copy, tmp_path):
+    every = inventory.all_target_parameters(repo_copy, tmp_path / "cache")
+    assert sorted(every) == inventory.list_targets(repo_copy)
+    assert every == {t: inventory.target_parameters(repo_copy, t) for t in every}
+    # Remembered until an inventory file changes: then read again.
+    assert inventory.all_target_parameters(repo_copy, tmp_path / "cache") == every
+    staging = repo_copy / "inventory" / "targets" / "staging.yml"
+    staging.write_text(staging.read_text().replace("ref: staging\n", "ref: staging-next\n"))
+    again = inventory.all_target_parameters(repo_copy, tmp_path / "cache")
+    assert again["staging"]["airflow"]["dags"]["git_sync"]["ref"] == "staging-next"
+
+
+def test_a_target_that_does_not_render_is_named_in_every_environment_s_inventory_error(repo_copy):
+    # reclass-rs renders every target to render one: the one-call read fails, and each
+    # environment's own read then names the file to fix.
+    dev = repo_copy / "inventory" / "targets" / "dev.yml"
+    dev.write_text(dev.read_text().replace("  - common\n", "  - common\n  - airflow.executor.kubernets\n", 1))
+    ctx = context_for(repo_copy, None)
+    assert set(ctx.inventory_errors) == {"dev", "staging", "prod"}
+    assert all(error.startswith("inventory/targets/dev.yml: Class airflow.executor.kubernets not found (did you mean airflow.executor.kubernetes?)")
+               for error in ctx.inventory_errors.values())
 
 
 def test_up_to_date_reports_hand_edits_missing_and_extra_files_with_a_diff(repo_copy):

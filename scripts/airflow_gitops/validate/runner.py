@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .. import inventory
+from ..venvs import cache_dir
 from ..errors import AirflowGitopsError, InventoryError
 from . import (airflow_config, dags_check, inventory_schema, kubernetes_schemas, kustomize_build, secrets_scan,
                security_policy, up_to_date)
@@ -45,9 +46,13 @@ def context_for(root: Path, environments: list[str] | None, include_bootstrap: b
         raise InventoryError("nothing to validate: no environment and not the bootstrap")
     ctx = Context(root=root, environments=list(known if environments is None else environments),
                   include_bootstrap=not environments if include_bootstrap is None else include_bootstrap)
+    try:  # every environment from one kapitan call; a failure is told per environment below
+        every = inventory.all_target_parameters(root, cache_dir(root))
+    except AirflowGitopsError:
+        every = {}
     for env in ctx.environments:
         try:
-            params = inventory.airflow_parameters(root, env)
+            params = inventory.airflow_of(env, every[env]) if env in every else inventory.airflow_parameters(root, env)
         except AirflowGitopsError as error:
             ctx.parameters[env] = None
             ctx.inventory_errors[env] = str(error)
