@@ -10,4 +10,5 @@ local flux = if engine == 'flux' then import 'flux/main.jsonnet' else {};
 
 local under(directory, files) = { [directory + '/' + name]: files[name] for name in std.objectFields(files) };
 
-under('manifests', manifests) + under('argocd', argocd) + under('flux', flux)
+// Nothing is read from the inventory before it passed its checks.
+inv.whenValid(under('manifests', manifests) + under('argocd', argocd) + under('flux', flux))

@@ -245,3 +245,24 @@ def test_components_table_matches_the_compiled_workloads(repo):
             sizes = [(", ".join(str(v) for v in c["resources"]["requests"].values()), ", ".join(str(v) for v in c["resources"]["limits"].values()))
                      for c in obj["spec"]["template"]["spec"]["containers"]]
             assert (requests.strip(), limits.strip()) in sizes, (env, name, sizes)
+
+
+def test_the_readme_is_compiled_after_the_input_that_checks_the_inventory():
+    # components/overview reads the parameters without checking them again: only Kapitan stopping a
+    # target at its first failing input, components/environment.jsonnet, keeps a bad inventory out.
+    common = yaml.safe_load((REPO / "inventory" / "classes" / "common.yml").read_text())
+    inputs = [path for entry in common["parameters"]["kapitan"]["compile"] for path in entry["input_paths"]]
+    assert inputs[0] == "components/environment.jsonnet" and "components/overview/main.jsonnet" in inputs[1:]
+    assert "inv.whenValid(" in (REPO / "components" / "environment.jsonnet").read_text()
+
+
+def test_a_bad_inventory_stops_the_compile_before_the_readme(tmp_path):
+    root = copy_repo(tmp_path / "repo")
+    before = read_tree(root / "compiled")
+    dev = root / "inventory" / "targets" / "dev.yml"
+    assert dev.read_text().endswith("        ref: main\n")  # parameters.airflow's block is last
+    dev.write_text(dev.read_text() + "    scheduler:\n      replicas: three\n")
+    result = compile_in(root, "-t", "dev")
+    assert result.returncode != 0
+    assert "inventory/targets/dev.yml: parameters.airflow.scheduler.replicas" in result.stdout + result.stderr
+    assert read_tree(root / "compiled") == before
