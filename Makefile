@@ -61,8 +61,9 @@ test: test-packages bytecode
 validate: bytecode
 	$(BIN)/airflow-gitops validate
 
+# `make bench BENCH_ARGS="--helm-renderer PATH --helm-chart DIR"` adds the official chart's figures.
 bench: bytecode
-	$(BIN)/python -m airflow_gitops.bench
+	$(BIN)/python -m airflow_gitops.bench $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

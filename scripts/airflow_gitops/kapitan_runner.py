@@ -58,10 +58,16 @@ def kapitan_environment(tmpdir: Path | None = None) -> dict[str, str]:
     return env if tmpdir is None else {**env, "TMPDIR": str(tmpdir)}
 
 
+def kapitan_command() -> list[str]:
+    """Kapitan's command line as this package runs it: kapitan.cli from this virtualenv, through
+    kapitan_main (which defers two imports a compile never uses, half of Kapitan's start-up)."""
+    return [sys.executable, "-m", "airflow_gitops.kapitan_main"]
+
+
 def run_kapitan(args: list[str], root: Path, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Runs kapitan in a process group of its own: interrupted, this process stops kapitan's
     compile workers too, before their scratch directory is removed under them."""
-    command = [kapitan_executable(), *args]
+    command = [*kapitan_command(), *args]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=kapitan_environment(tmpdir), start_new_session=True) as process:
         try:
