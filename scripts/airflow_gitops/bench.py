@@ -1,7 +1,11 @@
 """`make bench`: times the edit-compile-validate loop (compiles in a temporary copy).
 
-Figures: a full compile of the repository plus N generated environments (first compile, which
-also generates their refs, and a steady-state recompile) and a single-environment compile.
+Figures: validate (this repository's 3 environments, and 50), sync-dags against plain git, a full
+compile of the repository plus N generated environments (first compile, which also generates their
+refs, and a steady-state recompile), a single-environment compile, the one-target edit, and at
+fleet size (200 environments) the full compile, its peak memory and the one-target edit. Given a
+Helm SDK renderer (--helm-renderer, --helm-chart), the full compiles are compared with the official
+chart rendered as many times.
 """
 
 from __future__ import annotations
@@ -273,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--skip-validate", action="store_true")
     args = parser.parse_args(argv)
+    if bool(args.helm_renderer) != bool(args.helm_chart):
+        parser.error("--helm-renderer and --helm-chart go together")
     if not args.skip_validate:
         figures = run_validate_bench(args.repeats)
         print(f"airflow-gitops validate, 3 environments and the bootstrap, {os.cpu_count()} cores, "
