@@ -308,9 +308,9 @@ CELERY = (REPO / "components" / "celery" / "main.jsonnet").read_text()
 def redis_conf(auth_dir: Path, data_dir: Path) -> str:
     """Our redis.conf, as components/celery/main.jsonnet writes it (no compiled environment has
     Redis), its paths replaced by the test's volumes."""
-    text = re.search(r"local redisConf = \|\|\|\n(.*?)\n\|\|\| % authDir;", CELERY, re.S).group(1)
+    text = re.search(r"local redisConf = text\.fill\(\|\|\|\n(.*?)\n\|\|\|, \{ authDir: authDir \}\);", CELERY, re.S).group(1)
     text = "\n".join(line.removeprefix("  ") for line in text.splitlines()) + "\n"
-    return text.replace("%s", str(auth_dir)).replace("dir /data", f"dir {data_dir}")
+    return text.replace("%(authDir)s", str(auth_dir)).replace("dir /data", f"dir {data_dir}")
 
 
 def test_redis_answers_ping_with_the_password_our_manifest_writes(tmp_path):
