@@ -4,9 +4,11 @@ what is wrong, on a copy broken on purpose."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,19 @@ def test_every_environment_s_parameters_come_from_one_kapitan_call_and_equal_a_p
     staging.write_text(staging.read_text().replace("ref: staging\n", "ref: staging-next\n"))
     again = inventory.all_target_parameters(repo_copy, tmp_path / "cache")
     assert again["staging"]["airflow"]["dags"]["git_sync"]["ref"] == "staging-next"
+
+
+def test_parameters_remembered_of_an_older_inventory_are_forgotten_after_a_day(repo_copy, tmp_path):
+    remembered = tmp_path / "cache" / "inventory"
+    remembered.mkdir(parents=True)
+    old, recent = remembered / "0ld-dev.json", remembered / "r3cent-dev.json"
+    for path in (old, recent):
+        path.write_text("{}")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    inventory.all_target_parameters(repo_copy, tmp_path / "cache")
+    assert not old.exists() and recent.exists()
+    assert len(list(remembered.glob("*.json"))) == 1 + len(inventory.list_targets(repo_copy))
 
 
 def test_a_target_that_does_not_render_is_named_in_every_environment_s_inventory_error(repo_copy):
