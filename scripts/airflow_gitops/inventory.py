@@ -44,16 +44,33 @@ def _inventory_digest(root: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def cached_target_parameters(root: Path, target: str, cache: Path) -> dict[str, Any]:
-    """target_parameters, remembered until any inventory file changes (kapitan takes ~1 s to start)."""
-    path = cache / "inventory" / f"{_inventory_digest(root)}-{target}.json"
-    if path.is_file():
+def _remembered(cache: Path, digest: str, target: str) -> Path:
+    return cache / "inventory" / f"{digest}-{target}.json"
+
+
+def _recall(path: Path) -> dict[str, Any] | None:
+    """What was remembered at `path`; None when nothing is (or another checkout's prune removed it)."""
+    try:
         return json.loads(path.read_text())
-    params = target_parameters(root, target)
+    except (OSError, ValueError):
+        return None
+
+
+def _remember(path: Path, params: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # a temporary file of this writer's own
     tmp.write_text(json.dumps(params))
     tmp.replace(path)
+
+
+def cached_target_parameters(root: Path, target: str, cache: Path) -> dict[str, Any]:
+    """target_parameters, remembered until any inventory file changes (kapitan takes most of a
+    second to start)."""
+    path = _remembered(cache, _inventory_digest(root), target)
+    params = _recall(path)
+    if params is None:
+        params = target_parameters(root, target)
+        _remember(path, params)
     return params
 
 
@@ -64,15 +81,14 @@ _STALE_AFTER_SECONDS = 24 * 3600
 
 def all_target_parameters(root: Path, cache: Path) -> dict[str, dict[str, Any]]:
     """`parameters` of every target, remembered like cached_target_parameters. What is not
-    remembered comes from one `kapitan inventory` of every target: kapitan takes most of a second
-    to start, and one call per target made validate spend 38 s of 77 with 50 environments. Raises
-    InventoryError when the inventory does not render (target_parameters then tells which target)."""
+    remembered comes from one `kapitan inventory` of every target: one call per target made
+    validate spend 38 s of 77 with 50 environments. Raises InventoryError when the inventory does
+    not render (reclass-rs renders every target to render one: then no target can be read)."""
     digest = _inventory_digest(root)
-    paths = {target: cache / "inventory" / f"{digest}-{target}.json" for target in list_targets(root)}
-    try:
-        return {target: json.loads(path.read_text()) for target, path in paths.items()}
-    except (OSError, ValueError):  # not remembered yet (or removed meanwhile by another checkout's prune)
-        pass
+    paths = {target: _remembered(cache, digest, target) for target in list_targets(root)}
+    recalled = {target: params for target, path in paths.items() if (params := _recall(path)) is not None}
+    if len(recalled) == len(paths):
+        return recalled
     import yaml
 
     from .kapitan_runner import explain_failure, run_kapitan
@@ -83,10 +99,7 @@ def all_target_parameters(root: Path, cache: Path) -> dict[str, dict[str, Any]]:
     nodes = yaml.load(result.stdout, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     every = {target: (nodes.get(target) or {}).get("parameters", {}) for target in paths}
     for target, path in paths.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(every[target]))
-        tmp.replace(path)
+        _remember(path, every[target])
     _forget_stale(cache / "inventory", digest)
     return every
 
@@ -228,4 +241,4 @@ def airflow_parameters(root: Path, target: str, cache: Path | None = None) -> di
 
 def parameters_of_others(root: Path, target: str, cache: Path) -> dict[str, dict[str, Any]]:
     """parameters.airflow of every environment but `target` (what refers to it, what it shares)."""
-    return {other: airflow_parameters(root, other, cache=cache) for other in list_targets(root) if other != target}
+    return {other: airflow_of(other, params) for other, params in all_target_parameters(root, cache).items() if other != target}

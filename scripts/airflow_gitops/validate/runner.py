@@ -46,13 +46,15 @@ def context_for(root: Path, environments: list[str] | None, include_bootstrap: b
         raise InventoryError("nothing to validate: no environment and not the bootstrap")
     ctx = Context(root=root, environments=list(known if environments is None else environments),
                   include_bootstrap=not environments if include_bootstrap is None else include_bootstrap)
-    try:  # every environment from one kapitan call; a failure is told per environment below
+    try:  # every environment from one kapitan call
         every = inventory.all_target_parameters(root, cache_dir(root))
-    except AirflowGitopsError:
-        every = {}
+    except AirflowGitopsError as error:  # reclass-rs renders all targets or none: each is told why
+        ctx.parameters.update((env, None) for env in ctx.environments)
+        ctx.inventory_errors.update((env, str(error)) for env in ctx.environments)
+        return ctx
     for env in ctx.environments:
         try:
-            params = inventory.airflow_of(env, every[env]) if env in every else inventory.airflow_parameters(root, env)
+            params = inventory.airflow_of(env, every[env])
         except AirflowGitopsError as error:
             ctx.parameters[env] = None
             ctx.inventory_errors[env] = str(error)
