@@ -1,9 +1,9 @@
 """`make bench`: times the edit-compile-validate loop (compiles in a temporary copy).
 
 Figures: validate (this repository's 3 environments warm and as a fresh clone's first run, and 50
-environments), sync-dags against plain git, a full
-compile of the repository plus N generated environments (first compile, which also generates their
-refs, and a steady-state recompile), a single-environment compile, the one-target edit, and at
+environments), sync-dags against plain git, a full compile of the repository plus N generated
+environments (first compile, which also generates their refs, and a steady-state recompile), a
+single-environment compile, the one-target edit, and at
 fleet size (200 environments) the full compile, its peak memory and the one-target edit. Given a
 Helm SDK renderer (--helm-renderer, --helm-chart), the full compiles are compared with the official
 chart rendered as many times.
