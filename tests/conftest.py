@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airflow_gitops.kapitan_runner import kapitan_command, kapitan_environment
 # Process groups: shared with `airflow-gitops up`, which starts its containers the same way.
 from airflow_gitops.processes import ProcessInfo, command_line, descendants, group_members, running, start_group, stop_groups  # noqa: F401
 
@@ -38,8 +39,24 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+# Longer than any compile of the suite takes; a kapitan still running then fails its test (and is
+# stopped, workers included) instead of holding up the whole run.
+KAPITAN_TIMEOUT_SECONDS = 300
+
+
 def kapitan(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KAPITAN, *args], cwd=root, capture_output=True, text=True)
+    """Kapitan as `make compile` runs it (through airflow_gitops.kapitan_main: the plain script's
+    pool can hang for ever after a failing target, see airflow_gitops.kapitan_pool)."""
+    command = [*kapitan_command(), *args]
+    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=kapitan_environment(), start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=KAPITAN_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail(f"kapitan {' '.join(args)} was still running after {KAPITAN_TIMEOUT_SECONDS} s in {root}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def compile_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -22,8 +22,7 @@ def test_it_answers_like_the_kapitan_script():
 
 
 def test_kapitan_starts_without_the_project_generator_and_the_cloud_kms_clients():
-    probe = ("import sys; from airflow_gitops import kapitan_main as m; "
-             "[sys.modules.setdefault(n, m._Deferred(n, names)) for n, names in m.DEFERRED.items()]; "
+    probe = ("import sys; from airflow_gitops import kapitan_main; kapitan_main.prepare(); "
              "import kapitan.cli; print(sorted(n for n in ('copier', 'boto3', 'azure.identity', 'googleapiclient') if n in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 

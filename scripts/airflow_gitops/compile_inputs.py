@@ -28,7 +28,7 @@ from .venvs import cache_dir
 SHARED_DIRS = ("components", "kapitan/lib", "kapitan/schemas")
 TOOLS = ("kapitan", "reclass-rs", "gojsonnet", "rapidyaml", "PyYAML", "jsonschema")
 # This package's code that decides what lands in compiled/.
-DRIVERS = ("kapitan_runner.py", "kapitan_main.py", "compiled_tree.py", "compile_inputs.py")
+DRIVERS = ("kapitan_runner.py", "kapitan_main.py", "kapitan_pool.py", "compiled_tree.py", "compile_inputs.py")
 BOOTSTRAP = "bootstrap"
 
 
