@@ -61,10 +61,8 @@ def test_the_standard_pool_kills_the_worker_still_at_work():
 
 
 def test_tasks_not_started_when_a_task_fails_are_skipped(tmp_path):
-    started = time.monotonic()  # 40 tasks of 0.2 s: 4 s on two workers if all ran
     run_until_failure(kapitan_pool.DrainingPool, tmp_path)
-    assert len(list(tmp_path.iterdir())) < 10
-    assert time.monotonic() - started < 3
+    assert len(list(tmp_path.iterdir())) < 10  # of 39 that would have run
 
 
 def test_every_result_arrives_and_every_worker_ends_on_its_own_when_nothing_fails(tmp_path):
