@@ -52,10 +52,12 @@ def kapitan(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=kapitan_environment(), start_new_session=True) as process:
         try:
             stdout, stderr = process.communicate(timeout=KAPITAN_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
+        except BaseException as error:  # timed out, or the test was stopped (pytest-timeout, Ctrl-C)
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            pytest.fail(f"kapitan {' '.join(args)} was still running after {KAPITAN_TIMEOUT_SECONDS} s in {root}")
+            if isinstance(error, subprocess.TimeoutExpired):
+                pytest.fail(f"kapitan {' '.join(args)} was still running after {KAPITAN_TIMEOUT_SECONDS} s in {root}")
+            raise
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
