@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_gitops.kapitan_runner import kapitan_command, kapitan_environment
+from airflow_gitops.kapitan_runner import run_kapitan
 # Process groups: shared with `airflow-gitops up`, which starts its containers the same way.
 from airflow_gitops.processes import ProcessInfo, command_line, descendants, group_members, running, start_group, stop_groups  # noqa: F401
 
@@ -47,18 +47,10 @@ KAPITAN_TIMEOUT_SECONDS = 300
 def kapitan(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Kapitan as `make compile` runs it (through airflow_gitops.kapitan_main: the plain script's
     pool can hang for ever after a failing target, see airflow_gitops.kapitan_pool)."""
-    command = [*kapitan_command(), *args]
-    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=kapitan_environment(), start_new_session=True) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=KAPITAN_TIMEOUT_SECONDS)
-        except BaseException as error:  # timed out, or the test was stopped (pytest-timeout, Ctrl-C)
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            if isinstance(error, subprocess.TimeoutExpired):
-                pytest.fail(f"kapitan {' '.join(args)} was still running after {KAPITAN_TIMEOUT_SECONDS} s in {root}")
-            raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    try:
+        return run_kapitan(list(args), root, timeout=KAPITAN_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"kapitan {' '.join(args)} was still running after {KAPITAN_TIMEOUT_SECONDS} s in {root}")
 
 
 def compile_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

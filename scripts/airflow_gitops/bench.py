@@ -218,6 +218,13 @@ def run_validate_bench(repeats: int) -> dict[str, float]:
     return {"median": statistics.median(times)}
 
 
+def _copy_for_validate(root: Path, work: Path) -> None:
+    """What validate reads besides compiled/: the compile's inputs, the DAGs and checkov's settings."""
+    copy_compile_inputs(root, work)
+    shutil.copytree(root / "dags", work / "dags")
+    shutil.copy2(root / ".checkov.yaml", work / ".checkov.yaml")
+
+
 def run_first_validate_bench() -> float:
     """`airflow-gitops validate` as a fresh clone's first run after `make compile`: a copy of this
     repository, with empty tool-environment and uv download caches (the Airflow and checkov
@@ -226,10 +233,8 @@ def run_first_validate_bench() -> float:
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-firstbench-") as tmp:
         work = Path(tmp) / "repository"
         work.mkdir()
-        copy_compile_inputs(root, work)
+        _copy_for_validate(root, work)
         shutil.copytree(root / "compiled", work / "compiled")
-        shutil.copytree(root / "dags", work / "dags")
-        shutil.copy2(root / ".checkov.yaml", work / ".checkov.yaml")
         env = {**os.environ, "AIRFLOW_GITOPS_CACHE": str(Path(tmp) / "cache"), "UV_CACHE_DIR": str(Path(tmp) / "uv-cache")}
         env.pop("AIRFLOW_GITOPS_INSTALLER", None)
         start = time.perf_counter()
@@ -251,9 +256,7 @@ def run_fleet_validate_bench(extra_environments: int, repeats: int) -> dict[str,
     env = {**os.environ, "AIRFLOW_GITOPS_CACHE": str(cache_dir(root))}
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-fleetbench-") as tmp:
         work = Path(tmp)
-        copy_compile_inputs(root, work)
-        shutil.copytree(root / "dags", work / "dags")
-        shutil.copy2(root / ".checkov.yaml", work / ".checkov.yaml")
+        _copy_for_validate(root, work)
         template = (work / "inventory" / "targets" / "staging.yml").read_text()
         for i in range(extra_environments):
             name = f"bench-{i:03d}"

@@ -65,14 +65,16 @@ def kapitan_command() -> list[str]:
     return [sys.executable, "-m", "airflow_gitops.kapitan_main"]
 
 
-def run_kapitan(args: list[str], root: Path, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Runs kapitan in a process group of its own: interrupted, this process stops kapitan's
-    compile workers too, before their scratch directory is removed under them."""
+def run_kapitan(args: list[str], root: Path, tmpdir: Path | None = None,
+                timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs kapitan in a process group of its own: interrupted, or still running after `timeout`
+    seconds (subprocess.TimeoutExpired), this process stops kapitan's compile workers too, before
+    their scratch directory is removed under them."""
     command = [*kapitan_command(), *args]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=kapitan_environment(tmpdir), start_new_session=True) as process:
         try:
-            stdout, stderr = process.communicate()
+            stdout, stderr = process.communicate(timeout=timeout)
         except BaseException:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
